@@ -1,0 +1,1 @@
+//! crashdrop wire protocol.
