@@ -1,0 +1,159 @@
+//! The `Error` frame (0x0f): a code saying whether retrying can help, and a message for a human.
+
+use std::fmt;
+
+use crate::error::ProtocolError;
+use crate::limits::MAX_STRING;
+use crate::reader::PayloadReader;
+use crate::writer::PayloadWriter;
+
+/// Why a peer gave up (`docs/protocol.md`, `Error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// Malformed or unexpected frame. Fatal.
+    Protocol = 1,
+    /// No protocol version in common. Fatal.
+    UnsupportedVersion = 2,
+    /// An `Offer` or bitmap value is out of range or inconsistent. Fatal.
+    InvalidManifest = 3,
+    /// A chunk failed to decompress or to match its digest. Retryable.
+    ChunkCorrupt = 4,
+    /// The whole-dump digest did not match. Fatal.
+    DigestMismatch = 5,
+    /// The receiver could not write (disk full, I/O error). Retryable.
+    Storage = 6,
+    /// Another session is receiving this dump, or the receiver is at capacity. Retryable.
+    Busy = 7,
+    /// A receiver bug; see its log. Retryable.
+    Internal = 8,
+}
+
+impl ErrorCode {
+    /// Whether the sender should try again later (the table in `docs/protocol.md`).
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::ChunkCorrupt | ErrorCode::Storage | ErrorCode::Busy | ErrorCode::Internal
+        )
+    }
+
+    /// The code for a wire value, or `None` for an unknown one.
+    pub fn from_u16(v: u16) -> Option<Self> {
+        Some(match v {
+            1 => ErrorCode::Protocol,
+            2 => ErrorCode::UnsupportedVersion,
+            3 => ErrorCode::InvalidManifest,
+            4 => ErrorCode::ChunkCorrupt,
+            5 => ErrorCode::DigestMismatch,
+            6 => ErrorCode::Storage,
+            7 => ErrorCode::Busy,
+            8 => ErrorCode::Internal,
+            _ => return None,
+        })
+    }
+
+    /// The wire value.
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The code's name as `docs/protocol.md` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Protocol => "Protocol",
+            ErrorCode::UnsupportedVersion => "UnsupportedVersion",
+            ErrorCode::InvalidManifest => "InvalidManifest",
+            ErrorCode::ChunkCorrupt => "ChunkCorrupt",
+            ErrorCode::DigestMismatch => "DigestMismatch",
+            ErrorCode::Storage => "Storage",
+            ErrorCode::Busy => "Busy",
+            ErrorCode::Internal => "Internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An `Error` frame. Build it with [`ErrorFrame::new`], which keeps the message within
+/// `MAX_STRING`; the encoder refuses a longer one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorFrame {
+    /// What kind of failure, and so whether to retry.
+    pub code: ErrorCode,
+    /// For a human: names the field, limit or file at fault.
+    pub message: String,
+}
+
+impl ErrorFrame {
+    /// An `Error` frame whose message is cut to at most `MAX_STRING` bytes, at a char boundary.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorFrame {
+        let mut message = message.into();
+        if message.len() > MAX_STRING {
+            let mut end = MAX_STRING;
+            while !message.is_char_boundary(end) {
+                end = end.saturating_sub(1);
+            }
+            message.truncate(end);
+        }
+        ErrorFrame { code, message }
+    }
+
+    pub(crate) fn decode(r: &mut PayloadReader) -> Result<Self, ProtocolError> {
+        let raw = r.u16("code")?;
+        let code = ErrorCode::from_u16(raw).ok_or_else(|| r.invalid("code", u64::from(raw)))?;
+        let message = r.string("message", MAX_STRING)?;
+        Ok(ErrorFrame { code, message })
+    }
+
+    pub(crate) fn encode(&self, w: &mut PayloadWriter) -> Result<(), ProtocolError> {
+        w.u16(self.code.as_u16());
+        w.string("message", &self.message, MAX_STRING)
+    }
+}
+
+impl fmt::Display for ErrorFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_retryability_matches_the_spec() {
+        let retryable = [4, 6, 7, 8];
+        for v in 1..=8u16 {
+            let code = ErrorCode::from_u16(v).expect("known");
+            assert_eq!(code.as_u16(), v);
+            assert_eq!(code.is_retryable(), retryable.contains(&v), "{code}");
+        }
+        assert_eq!(ErrorCode::from_u16(0), None);
+        assert_eq!(ErrorCode::from_u16(9), None);
+    }
+
+    #[test]
+    fn new_truncates_at_a_char_boundary() {
+        let short = ErrorFrame::new(ErrorCode::Busy, "try later");
+        assert_eq!(short.message, "try later");
+        assert_eq!(short.to_string(), "Busy: try later");
+
+        // 'é' is two bytes; 1023 ASCII bytes put one straddling the limit.
+        let long = format!("{}é{}", "x".repeat(MAX_STRING - 1), "y".repeat(10));
+        let frame = ErrorFrame::new(ErrorCode::Internal, long);
+        assert_eq!(frame.message.len(), MAX_STRING - 1);
+        assert!(frame.message.chars().all(|c| c == 'x'));
+
+        let exact = "z".repeat(MAX_STRING);
+        assert_eq!(
+            ErrorFrame::new(ErrorCode::Storage, exact.clone()).message,
+            exact
+        );
+    }
+}
