@@ -1,1 +1,36 @@
-//! Test support for running the real binaries.
+//! Test support for running the real crashdrop binaries against each other and judging their
+//! output with the real `crash` and `makedumpfile`.
+//!
+//! - [`workspace`]: where the workspace, the target directory and the built binaries are.
+//! - [`child`]: [`ChildGuard`], a child process killed on drop whose start-up line you wait for.
+//! - [`fixtures`]: the real kernel dumps under `../shared/fixtures/`, decompressed and cached.
+//! - [`crash`] and [`makedumpfile`]: the judges, run non-interactively under a time limit.
+//! - [`tools`]: whether a judge is installed, and the skip-or-fail policy (`CI=true` fails).
+//! - [`kernel_log`]: comparing kernel logs from different extractors.
+//! - [`test_certs`]: [`TestCerts`], a CA, receiver and host certificates made at test time.
+//! - [`transfer`]: a running receiver, sender commands, and the page-by-page check of a stored dump.
+//!
+//! Run the tests with `cargo test --workspace`: it builds `crashdropd`, `crashdrop-send` and
+//! `crashdrop-certs`, which [`bin_path`] finds next to the test executable.
+
+#![forbid(unsafe_code)]
+
+pub mod child;
+pub mod crash;
+pub mod fixtures;
+pub mod kernel_log;
+pub mod makedumpfile;
+pub mod test_certs;
+pub mod tools;
+pub mod transfer;
+pub mod workspace;
+
+pub use child::{listen_addr, spawn_until_line, ChildGuard, START_TIMEOUT};
+pub use crash::{run_crash, run_crash_with_timeout, CrashOutput, CRASH_TIMEOUT};
+pub use fixtures::{decompressed, fixture_dumps, fixture_vmlinux, fixtures_dir, FixtureDump};
+pub use kernel_log::{normalize_log, release_from_log};
+pub use makedumpfile::{makedumpfile_compress, makedumpfile_dump_dmesg};
+pub use test_certs::{TestCerts, RECEIVER_NAMES};
+pub use tools::{crash_available, in_ci, makedumpfile_available, require_tools, skip};
+pub use transfer::{assert_sent, compare_with_source, run, sender, stored_dumps, Comparison, Receiver};
+pub use workspace::{bin_path, target_dir, workspace_root};

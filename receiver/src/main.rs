@@ -1,1 +1,22 @@
-fn main() {}
+//! `crashdropd`: the crash-dump receiver daemon and its admin commands.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use crashdrop_receiver::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => crashdrop_receiver::cli::serve::run(args),
+        Command::List(args) => crashdrop_receiver::cli::list::run(args),
+        Command::Verify(args) => crashdrop_receiver::cli::verify::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crashdropd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Running a real `crashdropd` and `crashdrop-send` against each other, and checking what the
+//! receiver stored against the vmcore that was sent.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crashdrop_formats::kdump::{KdumpReader, PageRead};
+use crashdrop_formats::ElfVmcore;
+
+use crate::child::{listen_addr, spawn_until_line, ChildGuard};
+use crate::test_certs::TestCerts;
+use crate::workspace::bin_path;
+
+/// A running `crashdropd serve` on 127.0.0.1 with a port the OS picked.
+pub struct Receiver {
+    pub guard: ChildGuard,
+    pub addr: SocketAddr,
+    pub store: PathBuf,
+}
+
+impl Receiver {
+    /// Starts `crashdropd serve` with the test PKI; `extra` are more `serve` flags.
+    pub fn start(store: &Path, certs: &TestCerts, extra: &[&str]) -> Receiver {
+        let mut cmd = Command::new(bin_path("crashdropd"));
+        cmd.arg("serve")
+            .arg("--store")
+            .arg(store)
+            .args(["--tls-listen", "127.0.0.1:0"])
+            .arg("--tls-cert")
+            .arg(&certs.receiver.cert)
+            .arg("--tls-key")
+            .arg(&certs.receiver.key)
+            .arg("--client-ca")
+            .arg(&certs.ca.cert)
+            .args(extra);
+        let (guard, line) = spawn_until_line("crashdropd", &mut cmd, "listening tls ")
+            .unwrap_or_else(|e| panic!("crashdropd did not start: {e}"));
+        let addr = listen_addr(&line, "listening tls ")
+            .unwrap_or_else(|| panic!("unexpected first line from crashdropd: {line:?}"));
+        Receiver {
+            guard,
+            addr,
+            store: store.to_owned(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("tls://{}", self.addr)
+    }
+
+    /// Everything the receiver logged so far.
+    pub fn log(&self) -> String {
+        self.guard.stderr_text()
+    }
+}
+
+/// A `crashdrop-send` command for `host` (whose certificate is in `certs`).
+pub fn sender(receiver: &Receiver, certs: &TestCerts, host: &str, vmcore: &Path, level: u8) -> Command {
+    let files = certs.host(host);
+    let mut cmd = Command::new(bin_path("crashdrop-send"));
+    cmd.arg("--receiver")
+        .arg(receiver.url())
+        .arg("--ca")
+        .arg(&certs.ca.cert)
+        .arg("--cert")
+        .arg(&files.cert)
+        .arg("--key")
+        .arg(&files.key)
+        .arg("--vmcore")
+        .arg(vmcore)
+        .arg("--dump-level")
+        .arg(level.to_string());
+    cmd
+}
+
+/// Runs a command to completion, capturing its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Asserts the sender exited 0, printing its and the receiver's output otherwise.
+pub fn assert_sent(out: &Output, receiver: &Receiver) {
+    assert!(
+        out.status.success(),
+        "crashdrop-send failed ({}):\n{}\n--- crashdropd log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        receiver.log()
+    );
+}
+
+/// Every dump directory in a store (those holding a dump.json), sorted.
+pub fn stored_dumps(store: &Path) -> Vec<PathBuf> {
+    let mut dumps = Vec::new();
+    for host in std::fs::read_dir(store).into_iter().flatten().flatten() {
+        for dump in std::fs::read_dir(host.path()).into_iter().flatten().flatten() {
+            if dump.path().join("dump.json").is_file() {
+                dumps.push(dump.path());
+            }
+        }
+    }
+    dumps.sort();
+    dumps
+}
+
+/// What [`compare_with_source`] counted.
+#[derive(Debug, Default)]
+pub struct Comparison {
+    pub pages: u64,
+    pub zero_pages: u64,
+    pub shared_zero_block: u64,
+}
+
+/// Checks, page by page, that the stored kdump file holds exactly the source vmcore's pages for
+/// a dump level of 0 or 1: same bitmaps, every stored page decompresses to the source's bytes,
+/// and with the zero bit the pages stored as the shared zero block are exactly the zero pages.
+pub fn compare_with_source(stored: &Path, source: &Path, level: u8) -> Comparison {
+    assert!(level <= 1, "compare_with_source handles levels 0 and 1");
+    let src = ElfVmcore::open(source).unwrap_or_else(|e| panic!("{e}"));
+    let reader = KdumpReader::open(stored).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!reader.is_incomplete(), "{} still marked incomplete", stored.display());
+    assert_eq!(reader.meta().max_mapnr, src.max_mapnr(), "max_mapnr");
+    assert!(reader.bitmap1() == &src.ram_bitmap(), "1st bitmap differs from the source's RAM");
+    assert!(
+        reader.bitmap2() == &src.file_backed_bitmap(),
+        "2nd bitmap differs from the source's dumpable pages"
+    );
+    assert_eq!(reader.meta().dump_level, u32::from(level), "dump level in the sub header");
+    assert_eq!(reader.meta().phys_base, src.phys_base(), "phys_base");
+    assert_eq!(reader.meta().nr_cpus, src.nr_cpus(), "nr_cpus");
+    assert_eq!(reader.meta().notes, src.notes(), "ELF notes copied verbatim");
+    let data_start = reader.layout().data_offset;
+    let page_size = src.page_size() as usize;
+    let mut source_page = vec![0u8; page_size];
+    let mut seen = Comparison::default();
+    for (index, entry) in reader.pages().enumerate() {
+        let (pfn, desc) = entry.unwrap_or_else(|e| panic!("{e}"));
+        src.read_physical(pfn * page_size as u64, &mut source_page)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stored_page = match reader.page_data(pfn, index as u64, &desc) {
+            Ok(PageRead::Data(p)) => p,
+            Ok(_) => panic!("pfn {pfn:#x}: no data in the stored file"),
+            Err(e) => panic!("pfn {pfn:#x}: {e}"),
+        };
+        assert!(stored_page == source_page, "pfn {pfn:#x}: stored page differs from the vmcore's");
+        let is_zero = source_page.iter().all(|&b| b == 0);
+        let shared = desc.offset as u64 == data_start;
+        if level & 1 == 1 {
+            assert_eq!(shared, is_zero, "pfn {pfn:#x}: shared zero block iff the page is zero");
+        } else {
+            assert!(!shared, "pfn {pfn:#x}: level 0 stores zero pages as their own data");
+        }
+        seen.pages += 1;
+        seen.zero_pages += u64::from(is_zero);
+        seen.shared_zero_block += u64::from(shared);
+    }
+    assert_eq!(seen.pages, src.file_backed_bitmap().count_ones(), "pages stored");
+    seen
+}

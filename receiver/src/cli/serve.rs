@@ -1,0 +1,243 @@
+//! `crashdropd serve`: configuration (TOML file, overridden by flags) and the daemon's life cycle.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::acceptor::Acceptor;
+use crate::session::SessionLimits;
+use crate::store::{DumpStore, StoreCompression};
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with the same settings as the flags (keys: store, tls_listen, tls_cert, tls_key,
+    /// client_ca, store_compression, max_sessions, idle_timeout_secs). Flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory that holds the dumps: STORE/<host>/<crash time>-<dump id>/.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Address to accept TLS senders on, e.g. 0.0.0.0:7420, [::]:7420 or 127.0.0.1:0 (0 picks a
+    /// free port). Repeat for several. Each bound address is printed as `listening tls ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Vec<String>,
+    /// The receiver's certificate (PEM), e.g. receiver.pem from `crashdrop-certs init`.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The receiver's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that host certificates must chain to; a host's identity is the
+    /// DNS name in its certificate.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// How stored page data is compressed: zstd (default; keeps the sender's pages, crash 8.0+
+    /// reads it) or zlib (recompressed; for makedumpfile builds without zstd, e.g. Debian 12's).
+    #[arg(long, value_enum, value_name = "ALGO")]
+    pub store_compression: Option<StoreCompression>,
+    /// Sessions served at once; further senders are told to retry. Default 64.
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
+    /// Drop a sender silent for this many seconds (its dump stays resumable). Default 60.
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// The `--config` file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    store: Option<PathBuf>,
+    #[serde(default)]
+    tls_listen: Vec<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    store_compression: Option<StoreCompression>,
+    max_sessions: Option<usize>,
+    idle_timeout_secs: Option<u64>,
+}
+
+/// Settings after merging file and flags.
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub store: PathBuf,
+    pub tls_listen: Vec<String>,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub client_ca: PathBuf,
+    pub store_compression: StoreCompression,
+    pub max_sessions: usize,
+    pub idle_timeout: Duration,
+}
+
+impl ServeConfig {
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+        let file = match &args.config {
+            Some(path) => load_config(path)?,
+            None => ConfigFile::default(),
+        };
+        let missing = |flag: &str| {
+            anyhow::anyhow!("--{flag} is required (or `{}` in the --config file)", flag.replace('-', "_"))
+        };
+        let tls_listen = if args.tls_listen.is_empty() {
+            file.tls_listen
+        } else {
+            args.tls_listen
+        };
+        if tls_listen.is_empty() {
+            return Err(missing("tls-listen"));
+        }
+        let max_sessions = args.max_sessions.or(file.max_sessions).unwrap_or(64);
+        if max_sessions == 0 {
+            bail!("max_sessions must be at least 1");
+        }
+        Ok(ServeConfig {
+            store: args.store.or(file.store).ok_or_else(|| missing("store"))?,
+            tls_listen,
+            tls_cert: args.tls_cert.or(file.tls_cert).ok_or_else(|| missing("tls-cert"))?,
+            tls_key: args.tls_key.or(file.tls_key).ok_or_else(|| missing("tls-key"))?,
+            client_ca: args.client_ca.or(file.client_ca).ok_or_else(|| missing("client-ca"))?,
+            store_compression: args
+                .store_compression
+                .or(file.store_compression)
+                .unwrap_or(StoreCompression::Zstd),
+            max_sessions,
+            idle_timeout: Duration::from_secs(
+                args.idle_timeout_secs.or(file.idle_timeout_secs).unwrap_or(60).max(1),
+            ),
+        })
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig::from_args(args)?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let tls = crate::tls::server_config(&config.tls_cert, &config.tls_key, &config.client_ca)?;
+    let store = DumpStore::open(&config.store, config.store_compression)
+        .with_context(|| format!("cannot open the store {}", config.store.display()))?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let sessions = Arc::new(Semaphore::new(config.max_sessions));
+    let limits = SessionLimits {
+        idle_timeout: config.idle_timeout,
+    };
+    let mut stdout = std::io::stdout();
+    for addr in &config.tls_listen {
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("--tls-listen {addr}: not an address like 0.0.0.0:7420 or [::]:7420"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = listener.local_addr().context("listener address")?;
+        writeln!(stdout, "listening tls {bound}").context("stdout")?;
+        stdout.flush().context("stdout")?;
+        info!(%bound, store = %config.store.display(), compression = config.store_compression.as_str(), "listening for TLS senders");
+        let acceptor = Acceptor {
+            listener,
+            tls: tokio_rustls::TlsAcceptor::from(tls.clone()),
+            store: store.clone(),
+            sessions: sessions.clone(),
+            limits: limits.clone(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        };
+        tracker.spawn(acceptor.run());
+    }
+    wait_for_signal().await;
+    info!("shutting down: no new sessions; letting current ones record their progress");
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(30), tracker.wait()).await.is_err() {
+        warn!("sessions still busy after 30s; exiting (their dumps stay resumable)");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_file_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("crashdropd.toml");
+        std::fs::write(
+            &path,
+            "store = \"/srv/a\"\ntls_listen = [\"0.0.0.0:7420\"]\ntls_cert = \"r.pem\"\ntls_key = \"r.key\"\nclient_ca = \"ca.pem\"\nstore_compression = \"zlib\"\n",
+        )
+        .expect("write");
+        let config = ServeConfig::from_args(ServeArgs {
+            config: Some(path.clone()),
+            store: Some("/srv/b".into()),
+            ..ServeArgs::default()
+        })
+        .expect("config");
+        assert_eq!(config.store, PathBuf::from("/srv/b"));
+        assert_eq!(config.tls_listen, vec!["0.0.0.0:7420".to_owned()]);
+        assert_eq!(config.store_compression, StoreCompression::Zlib);
+
+        std::fs::write(&path, "stor = \"/x\"\n").expect("write");
+        let err = ServeConfig::from_args(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .expect_err("typo must be refused");
+        assert!(format!("{err:#}").contains("stor"), "{err:#}");
+    }
+
+    #[test]
+    fn a_missing_setting_names_its_flag() {
+        let err = ServeConfig::from_args(ServeArgs {
+            tls_listen: vec!["127.0.0.1:0".into()],
+            ..ServeArgs::default()
+        })
+        .expect_err("store missing");
+        assert!(err.to_string().contains("--store"), "{err}");
+    }
+}

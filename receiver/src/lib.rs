@@ -1,0 +1,8 @@
+//! crashdropd: receives kernel crash dumps from `crashdrop-send` over mutual TLS and stores each
+//! as a kdump-compressed file that `crash` opens.
+
+pub mod acceptor;
+pub mod cli;
+pub mod session;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,235 @@
+//! The dump store: one directory per host, one directory per dump, and the rules that keep a
+//! stored dump safe from every other session.
+//!
+//! Layout: `STORE/<host>/<UTC crash time>-<first 12 hex of DumpId>/` holding `vmcore` (the
+//! kdump-compressed file), `dump.json` (its [`DumpRecord`]) and, while in transfer, `progress`
+//! (the [`ProgressJournal`]). The host directory comes only from the authenticated transport
+//! identity, never from anything the peer says.
+
+mod progress;
+mod record;
+mod writer;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crashdrop_proto::{DumpManifest, HostName};
+
+pub use progress::{ChunkRecord, ProgressJournal};
+pub use record::{crash_time_dir_name, now_rfc3339, DumpRecord, DumpState};
+pub use writer::{to_hex, DumpWriter, WriteError};
+
+/// How page data is compressed in stored files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreCompression {
+    /// Keep the sender's zstd pages as they are (crash 8.0+ reads them; Debian 12's makedumpfile
+    /// does not).
+    Zstd,
+    /// Recompress every page with zlib: every crash and makedumpfile build reads it.
+    Zlib,
+}
+
+impl StoreCompression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreCompression::Zstd => "zstd",
+            StoreCompression::Zlib => "zlib",
+        }
+    }
+}
+
+/// Errors of the store itself (as opposed to a peer's faults).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a valid dump record: {source}", path.display())]
+    BadRecord {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: {why}", path.display())]
+    Corrupt { path: PathBuf, why: String },
+    #[error("{}: {why}", path.display())]
+    Format {
+        path: PathBuf,
+        why: String,
+    },
+}
+
+/// fsyncs a directory so that a rename or a new file in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// The store root, shared by all sessions.
+#[derive(Clone)]
+pub struct DumpStore {
+    root: PathBuf,
+    compression: StoreCompression,
+    /// Dump directories a session is writing right now.
+    active: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+/// What `DumpStore::begin` found for an offered dump.
+pub enum Begin {
+    /// The dump is already stored and verified: nothing to send.
+    Complete { location: String, stored_bytes: u64 },
+    /// Write (or continue writing) the dump.
+    Receive(Box<DumpWriter>),
+    /// Another session holds this dump right now.
+    Busy { location: String },
+}
+
+/// Marks a dump directory as owned by one session; released on drop.
+pub struct Lease {
+    dir: PathBuf,
+    active: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Ok(mut active) = self.active.lock() {
+            active.remove(&self.dir);
+        }
+    }
+}
+
+impl DumpStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: &Path, compression: StoreCompression) -> Result<DumpStore, StoreError> {
+        fs::create_dir_all(root).map_err(|source| StoreError::Io {
+            path: root.to_owned(),
+            source,
+        })?;
+        Ok(DumpStore {
+            root: root.to_owned(),
+            compression,
+            active: Arc::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory name of a dump, relative to its host directory.
+    pub fn dump_dir_name(manifest: &DumpManifest) -> String {
+        let time = if manifest.crash_time > 0 {
+            crash_time_dir_name(manifest.crash_time)
+        } else {
+            None
+        };
+        format!(
+            "{}-{}",
+            time.as_deref().unwrap_or("unknown-time"),
+            manifest.dump_id.short()
+        )
+    }
+
+    /// Starts or continues receiving `manifest` from `host`. The manifest must be validated.
+    pub fn begin(&self, host: &HostName, manifest: &DumpManifest) -> Result<Begin, WriteError> {
+        let relative = PathBuf::from(host.as_str()).join(Self::dump_dir_name(manifest));
+        let location = relative.display().to_string();
+        let dir = self.root.join(&relative);
+        let lease = {
+            let mut active = self
+                .active
+                .lock()
+                .map_err(|_| WriteError::internal("store lock poisoned"))?;
+            if !active.insert(dir.clone()) {
+                return Ok(Begin::Busy { location });
+            }
+            Lease {
+                dir: dir.clone(),
+                active: self.active.clone(),
+            }
+        };
+        let record_path = dir.join("dump.json");
+        if record_path.exists() {
+            let record = DumpRecord::load(&record_path)?;
+            if record.dump_id != manifest.dump_id.to_hex() {
+                return Err(WriteError::Store(StoreError::Corrupt {
+                    path: record_path,
+                    why: format!(
+                        "belongs to dump {}, not to the offered {} (DumpId prefix collision); \
+                         move the directory aside to receive the new dump",
+                        record.dump_id, manifest.dump_id
+                    ),
+                }));
+            }
+            if record.state == DumpState::Complete {
+                return Ok(Begin::Complete {
+                    location,
+                    stored_bytes: record.bytes_on_disk,
+                });
+            }
+            if record.state == DumpState::Receiving {
+                if let Some(writer) = DumpWriter::resume(&dir, &location, record, manifest)? {
+                    return Ok(Begin::Receive(Box::new(writer.with_lease(lease))));
+                }
+            }
+            // A failed dump, or one whose transfer settings changed: start it over.
+        }
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        if let Some(host_dir) = dir.parent() {
+            sync_dir(host_dir)?;
+        }
+        let writer = DumpWriter::create(&dir, &location, host, manifest, self.compression)?;
+        Ok(Begin::Receive(Box::new(writer.with_lease(lease))))
+    }
+
+    /// Every dump in the store, sorted by host then directory name.
+    pub fn list(&self) -> Result<Vec<(String, DumpRecord)>, StoreError> {
+        let mut dumps = Vec::new();
+        for host in read_dir_sorted(&self.root)? {
+            if !host.is_dir() {
+                continue;
+            }
+            for dump in read_dir_sorted(&host)? {
+                let record_path = dump.join("dump.json");
+                if !record_path.is_file() {
+                    continue;
+                }
+                let record = DumpRecord::load(&record_path)?;
+                let rel = dump
+                    .strip_prefix(&self.root)
+                    .unwrap_or(&dump)
+                    .display()
+                    .to_string();
+                dumps.push((rel, record));
+            }
+        }
+        Ok(dumps)
+    }
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let io = |source| StoreError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries = fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io)?;
+    entries.sort();
+    Ok(entries)
+}

@@ -1,0 +1,160 @@
+//! `dump.json`: the human- and script-readable record of one stored dump.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// Where a dump is in its life. Only `Complete` dumps passed the whole-dump digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpState {
+    Receiving,
+    Complete,
+    Failed,
+}
+
+impl DumpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DumpState::Receiving => "receiving",
+            DumpState::Complete => "complete",
+            DumpState::Failed => "failed",
+        }
+    }
+}
+
+/// The contents of `dump.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DumpRecord {
+    pub host: String,
+    pub dump_id: String,
+    pub kernel_release: String,
+    /// Seconds since the epoch; `None` when the vmcore carries no CRASHTIME.
+    pub crash_time: Option<i64>,
+    pub crash_time_utc: Option<String>,
+    pub dump_level: u8,
+    pub page_size: u32,
+    pub max_mapnr: u64,
+    /// Pages with a descriptor (set bits of the 2nd bitmap).
+    pub pages: u64,
+    pub pages_per_chunk: u16,
+    /// Pages durably stored so far.
+    pub pages_stored: u64,
+    /// Payload bytes of page chunks received over the network (all sessions).
+    pub bytes_on_wire: u64,
+    /// Size of the stored `vmcore` file.
+    pub bytes_on_disk: u64,
+    /// `zstd` or `zlib`: how page data is compressed in `vmcore`.
+    pub store_compression: String,
+    /// Hex SHA-256 whole-dump digest (see docs/protocol.md); set once complete.
+    pub digest: Option<String>,
+    pub state: DumpState,
+    /// Why the dump failed, for `failed` dumps.
+    pub failure: Option<String>,
+    pub created: String,
+    pub updated: String,
+    pub sessions: u32,
+}
+
+impl DumpRecord {
+    pub fn load(path: &Path) -> Result<DumpRecord, StoreError> {
+        let text = fs::read_to_string(path).map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| StoreError::BadRecord {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Writes the record atomically and durably: temp file, fsync, rename, fsync the directory.
+    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let tmp = path.with_extension("json.tmp");
+        let mut text = serde_json::to_vec_pretty(self).map_err(|source| StoreError::BadRecord {
+            path: path.to_owned(),
+            source,
+        })?;
+        text.push(b'\n');
+        let mut file = fs::File::create(&tmp).map_err(io)?;
+        file.write_all(&text).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            super::sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Now, as an RFC 3339 UTC timestamp.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// A crash time as used in directory names: `YYYY-MM-DDTHH-MM-SSZ` (no colons, sorts by time).
+pub fn crash_time_dir_name(crash_time: i64) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(crash_time).ok()?;
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]-[minute]-[second]Z"
+    );
+    t.format(&format).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_time_names_sort_and_have_no_colons() {
+        assert_eq!(
+            crash_time_dir_name(1_700_000_000).as_deref(),
+            Some("2023-11-14T22-13-20Z")
+        );
+        assert_eq!(crash_time_dir_name(0).as_deref(), Some("1970-01-01T00-00-00Z"));
+    }
+
+    #[test]
+    fn record_round_trips_through_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dump.json");
+        let record = DumpRecord {
+            host: "web-7".into(),
+            dump_id: "ab".repeat(32),
+            kernel_release: "6.1.0".into(),
+            crash_time: Some(1),
+            crash_time_utc: None,
+            dump_level: 31,
+            page_size: 4096,
+            max_mapnr: 10,
+            pages: 5,
+            pages_per_chunk: 256,
+            pages_stored: 0,
+            bytes_on_wire: 0,
+            bytes_on_disk: 0,
+            store_compression: "zstd".into(),
+            digest: None,
+            state: DumpState::Receiving,
+            failure: None,
+            created: now_rfc3339(),
+            updated: now_rfc3339(),
+            sessions: 1,
+        };
+        record.save(&path).expect("save");
+        assert_eq!(DumpRecord::load(&path).expect("load"), record);
+        std::fs::write(&path, "{").expect("write");
+        let err = DumpRecord::load(&path).expect_err("corrupt record must not load");
+        assert!(err.to_string().contains("dump.json"), "{err}");
+    }
+}

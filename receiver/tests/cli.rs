@@ -1,0 +1,57 @@
+//! The command line of `crashdropd`, run as a real process. (Having a test here also makes
+//! `cargo test --workspace` build the binary that `integration/` drives.)
+
+use std::process::Command;
+
+fn crashdropd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crashdropd"))
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let out = crashdropd().arg("--help").output().expect("run crashdropd");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["serve", "list", "verify"] {
+        assert!(text.contains(sub), "{text}");
+    }
+}
+
+#[test]
+fn serve_without_a_store_names_the_missing_flag() {
+    let out = crashdropd()
+        .args(["serve", "--tls-listen", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--store"), "{err}");
+}
+
+#[test]
+fn verify_refuses_paths_that_leave_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = crashdropd()
+        .arg("verify")
+        .arg("--store")
+        .arg(dir.path())
+        .arg("../etc")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HOST/DUMP"), "{err}");
+}
+
+#[test]
+fn list_of_an_empty_store_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = crashdropd()
+        .arg("list")
+        .arg("--store")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no dumps"));
+}

@@ -1,0 +1,64 @@
+//! Why a send failed, split into what retrying can fix and what it cannot, and the exit codes.
+
+use std::process::ExitCode;
+
+use crashdrop_proto::ErrorCode;
+
+/// Exit codes of `crashdrop-send` (documented in the README).
+pub mod exit {
+    /// The receiver confirmed the dump complete (now or earlier).
+    pub const COMPLETE: u8 = 0;
+    /// Unexpected failure (a bug, or a local problem not covered below).
+    pub const FAILURE: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The vmcore cannot be read or is not a usable crash dump; sending cannot help.
+    pub const BAD_VMCORE: u8 = 3;
+    /// The receiver refused us for good: certificate rejected, protocol version, invalid dump.
+    pub const REFUSED: u8 = 4;
+    /// The receiver could not be reached, or the transfer was interrupted.
+    pub const UNREACHABLE: u8 = 5;
+    /// The TLS files given to us (--ca, --cert, --key) are unusable.
+    pub const BAD_CREDENTIALS: u8 = 6;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0}")]
+    Vmcore(String),
+    #[error("{0}")]
+    Credentials(String),
+    /// The receiver said no, or our identity was refused: retrying will not help.
+    #[error("receiver refused the dump: {0}")]
+    Refused(String),
+    /// Connection-level trouble: refused, reset, timed out, receiver busy or restarting.
+    #[error("{0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl SendError {
+    pub fn from_receiver(code: ErrorCode, message: &str) -> SendError {
+        let text = format!("{code:?}: {message}");
+        if code.is_retryable() {
+            SendError::Retryable(format!("receiver: {text}"))
+        } else {
+            SendError::Refused(text)
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SendError::Retryable(_))
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            SendError::Vmcore(_) => exit::BAD_VMCORE,
+            SendError::Credentials(_) => exit::BAD_CREDENTIALS,
+            SendError::Refused(_) => exit::REFUSED,
+            SendError::Retryable(_) => exit::UNREACHABLE,
+            SendError::Other(_) => exit::FAILURE,
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! `ChunkReader`: reads the dumpable pages in index order, a chunk at a time, and encodes them
+//! for the wire (zero, raw, or one zstd frame per page) with the chunk's digest.
+
+use bytes::Bytes;
+use crashdrop_formats::digest::ChunkHasher;
+use crashdrop_formats::Bitmap;
+use crashdrop_proto::{PageChunk, PageData};
+
+use crate::error::SendError;
+use crate::source::DumpSource;
+
+/// zstd level 1: what makedumpfile uses, and the fastest on one CPU.
+const ZSTD_LEVEL: i32 = 1;
+
+/// Walks the 2nd bitmap and the vmcore in step. Memory: one chunk of pages plus its encoding.
+pub struct ChunkReader<'a> {
+    source: &'a DumpSource,
+    pages_per_chunk: u64,
+    /// Next page index to read, and the pfn search position that goes with it.
+    next_index: u64,
+    next_pfn: u64,
+    buffer: Vec<u8>,
+    compressor: zstd::bulk::Compressor<'static>,
+}
+
+/// One chunk read from the vmcore: the wire form and the uncompressed bytes it stands for.
+pub struct ReadChunk {
+    pub chunk: PageChunk,
+    pub page_bytes: u64,
+    pub wire_bytes: u64,
+}
+
+impl<'a> ChunkReader<'a> {
+    pub fn new(source: &'a DumpSource, pages_per_chunk: u16) -> Result<ChunkReader<'a>, SendError> {
+        let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+            .map_err(|e| SendError::Other(format!("zstd: {e}")))?;
+        Ok(ChunkReader {
+            source,
+            pages_per_chunk: u64::from(pages_per_chunk),
+            next_index: 0,
+            next_pfn: 0,
+            buffer: vec![0; usize::from(pages_per_chunk) * source.page_size()],
+            compressor,
+        })
+    }
+
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// The pfns of the next `count` dumpable pages, advancing the cursor.
+    fn take_pfns(&mut self, count: u64) -> Vec<u64> {
+        let mut pfns = Vec::with_capacity(count as usize);
+        while (pfns.len() as u64) < count {
+            match next_set_bit(&self.source.dumpable, self.next_pfn) {
+                Some(pfn) => {
+                    pfns.push(pfn);
+                    self.next_pfn = pfn + 1;
+                }
+                None => break,
+            }
+        }
+        self.next_index += pfns.len() as u64;
+        pfns
+    }
+
+    /// Reads the pages of `pfns` into the buffer, one read per run of consecutive pfns.
+    fn read_pages(&mut self, pfns: &[u64]) -> Result<(), SendError> {
+        let ps = self.source.page_size();
+        let mut i = 0;
+        while i < pfns.len() {
+            let mut run = 1;
+            while i + run < pfns.len() && pfns[i + run] == pfns[i] + run as u64 {
+                run += 1;
+            }
+            let span = &mut self.buffer[i * ps..(i + run) * ps];
+            self.source
+                .vmcore
+                .read_physical(pfns[i] * ps as u64, span)
+                .map_err(|e| SendError::Vmcore(e.to_string()))?;
+            i += run;
+        }
+        Ok(())
+    }
+
+    /// Reads and encodes the next chunk; `None` after the last page.
+    pub fn next_chunk(&mut self) -> Result<Option<ReadChunk>, SendError> {
+        let first_page = self.next_index;
+        let pfns = self.take_pfns(self.pages_per_chunk);
+        if pfns.is_empty() {
+            return Ok(None);
+        }
+        self.read_pages(&pfns)?;
+        let ps = self.source.page_size();
+        let mut hasher = ChunkHasher::new();
+        let mut pages = Vec::with_capacity(pfns.len());
+        let mut wire_bytes = 0u64;
+        for page in self.buffer[..pfns.len() * ps].chunks_exact(ps) {
+            if is_zero(page) {
+                hasher.update_zero_page(ps);
+                pages.push(PageData::Zero);
+                continue;
+            }
+            hasher.update(page);
+            let compressed = self
+                .compressor
+                .compress(page)
+                .map_err(|e| SendError::Other(format!("zstd: {e}")))?;
+            wire_bytes += compressed.len().min(ps) as u64;
+            if compressed.len() < ps {
+                pages.push(PageData::Zstd(Bytes::from(compressed)));
+            } else {
+                pages.push(PageData::Raw(Bytes::copy_from_slice(page)));
+            }
+        }
+        Ok(Some(ReadChunk {
+            page_bytes: (pfns.len() * ps) as u64,
+            wire_bytes,
+            chunk: PageChunk {
+                first_page,
+                chunk_digest: hasher.finish(),
+                pages,
+            },
+        }))
+    }
+
+    /// Digest of the next chunk without compressing it (for chunks the receiver already holds).
+    pub fn skip_chunk(&mut self) -> Result<Option<[u8; 32]>, SendError> {
+        let pfns = self.take_pfns(self.pages_per_chunk);
+        if pfns.is_empty() {
+            return Ok(None);
+        }
+        self.read_pages(&pfns)?;
+        let ps = self.source.page_size();
+        let mut hasher = ChunkHasher::new();
+        for page in self.buffer[..pfns.len() * ps].chunks_exact(ps) {
+            hasher.update(page);
+        }
+        Ok(Some(hasher.finish()))
+    }
+}
+
+fn is_zero(page: &[u8]) -> bool {
+    page.chunks_exact(8)
+        .all(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == 0)
+}
+
+/// First set bit at or after `from`, skipping zero bytes quickly.
+fn next_set_bit(bitmap: &Bitmap, from: u64) -> Option<u64> {
+    let bytes = bitmap.as_bytes();
+    let mut byte = usize::try_from(from / 8).ok()?;
+    let mut mask = 0xffu8 << (from % 8);
+    while byte < bytes.len() {
+        let bits = bytes[byte] & mask;
+        if bits != 0 {
+            let n = byte as u64 * 8 + u64::from(bits.trailing_zeros());
+            return (n < bitmap.bits()).then_some(n);
+        }
+        byte += 1;
+        mask = 0xff;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_set_bit_finds_bits_across_bytes_and_stops_at_the_end() {
+        let mut b = Bitmap::new(40);
+        b.set(3);
+        b.set(17);
+        b.set(39);
+        assert_eq!(next_set_bit(&b, 0), Some(3));
+        assert_eq!(next_set_bit(&b, 4), Some(17));
+        assert_eq!(next_set_bit(&b, 17), Some(17));
+        assert_eq!(next_set_bit(&b, 18), Some(39));
+        assert_eq!(next_set_bit(&b, 40), None);
+    }
+
+    #[test]
+    fn zero_detection_looks_at_every_byte() {
+        let mut page = vec![0u8; 4096];
+        assert!(is_zero(&page));
+        page[4095] = 1;
+        assert!(!is_zero(&page));
+    }
+}

@@ -1,0 +1,184 @@
+//! One attempt at sending a dump: handshake, offer, bitmaps, windowed chunks, finish.
+
+use bytes::Bytes;
+use crashdrop_formats::digest::DumpDigest;
+use crashdrop_proto::limits::{MAX_BITMAP_PIECE, WINDOW};
+use crashdrop_proto::{
+    BitmapKind, BitmapPiece, Complete, Finish, Frame, FrameCodec, Hello, ProtocolError,
+    ResumeState, PROTOCOL_VERSION,
+};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+use crate::error::SendError;
+use crate::pages::ChunkReader;
+use crate::progress::Progress;
+use crate::source::DumpSource;
+
+/// Pages per chunk: 1 MiB of 4 KiB pages, the protocol's maximum.
+pub const PAGES_PER_CHUNK: u16 = 256;
+
+/// What the receiver told us at the end.
+pub enum Sent {
+    Complete(Complete),
+    AlreadyComplete,
+}
+
+pub struct Uploader<S> {
+    framed: Framed<S, FrameCodec>,
+    /// Receiver address, for messages.
+    peer: String,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
+    pub fn new(stream: S, peer: &str) -> Uploader<S> {
+        Uploader {
+            framed: Framed::new(stream, FrameCodec),
+            peer: peer.to_owned(),
+        }
+    }
+
+    async fn send(&mut self, frame: Frame) -> Result<(), SendError> {
+        let peer = self.peer.clone();
+        self.framed
+            .send(frame)
+            .await
+            .map_err(|e| connection_error(e, &peer))
+    }
+
+    /// The next frame; an `Error` frame from the receiver becomes a `SendError`.
+    async fn receive(&mut self) -> Result<Frame, SendError> {
+        let peer = self.peer.clone();
+        match self.framed.next().await {
+            None => Err(SendError::Retryable(format!(
+                "{peer} closed the connection unexpectedly"
+            ))),
+            Some(Err(e)) => Err(connection_error(e, &peer)),
+            Some(Ok(Frame::Error(e))) => Err(SendError::from_receiver(e.code, &e.message)),
+            Some(Ok(frame)) => Ok(frame),
+        }
+    }
+
+    pub async fn run(mut self, source: &DumpSource) -> Result<Sent, SendError> {
+        self.send(Frame::Hello(Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            software: concat!("crashdrop-send ", env!("CARGO_PKG_VERSION")).into(),
+        }))
+        .await?;
+        match self.receive().await? {
+            Frame::Welcome(_) => {}
+            other => return Err(unexpected(&other, "Welcome")),
+        }
+        let manifest = source.manifest(PAGES_PER_CHUNK);
+        let total_pages = manifest.num_dumpable;
+        self.send(Frame::Offer(manifest)).await?;
+        let resume = match self.receive().await? {
+            Frame::ResumeFrom(r) => r,
+            other => return Err(unexpected(&other, "ResumeFrom")),
+        };
+        if resume.state == ResumeState::Complete {
+            return Ok(Sent::AlreadyComplete);
+        }
+        if resume.next_page > total_pages || resume.next_page % u64::from(PAGES_PER_CHUNK) != 0 && resume.next_page != total_pages {
+            return Err(SendError::Refused(format!(
+                "receiver asked to resume at page {} of {total_pages}, which is not a chunk boundary",
+                resume.next_page
+            )));
+        }
+        if !resume.bitmaps_stored {
+            self.send_bitmaps(source).await?;
+        }
+        let (b1, b2) = source.bitmap_digests();
+        let mut digest = DumpDigest::new(&source.dump_id.0, &b1, &b2);
+        let mut reader = ChunkReader::new(source, PAGES_PER_CHUNK)?;
+        while reader.next_index() < resume.next_page {
+            match reader.skip_chunk()? {
+                Some(d) => digest.push_chunk(&d),
+                None => break,
+            }
+        }
+        if resume.next_page > 0 {
+            eprintln!(
+                "resuming at page {} of {total_pages} (the receiver holds the rest durably)",
+                resume.next_page
+            );
+        }
+        let page_size = source.page_size() as u64;
+        let mut progress = Progress::new(total_pages * page_size, resume.next_page * page_size);
+        let mut sent_pages = resume.next_page;
+        let mut durable = resume.next_page;
+        let window_pages = WINDOW as u64 * u64::from(PAGES_PER_CHUNK);
+        while let Some(read) = reader.next_chunk()? {
+            // Keep at most WINDOW chunks unacknowledged.
+            while sent_pages - durable >= window_pages {
+                durable = self.await_ack(durable).await?;
+            }
+            digest.push_chunk(&read.chunk.chunk_digest);
+            sent_pages += read.chunk.pages.len() as u64;
+            self.send(Frame::PageChunk(read.chunk)).await?;
+            while let Some(Some(frame)) = self.framed.next().now_or_never() {
+                durable = self.on_frame(frame, durable)?;
+            }
+            progress.update(sent_pages * page_size, false);
+        }
+        progress.update(sent_pages * page_size, true);
+        self.send(Frame::Finish(Finish {
+            dump_digest: digest.finish(),
+        }))
+        .await?;
+        loop {
+            match self.receive().await? {
+                Frame::ChunkAck(_) => {}
+                Frame::Complete(c) => return Ok(Sent::Complete(c)),
+                other => return Err(unexpected(&other, "Complete")),
+            }
+        }
+    }
+
+    async fn await_ack(&mut self, durable: u64) -> Result<u64, SendError> {
+        let frame = self.receive().await?;
+        self.on_frame(Ok(frame), durable)
+    }
+
+    fn on_frame(&self, frame: Result<Frame, ProtocolError>, durable: u64) -> Result<u64, SendError> {
+        match frame.map_err(|e| connection_error(e, &self.peer))? {
+            Frame::ChunkAck(ack) => Ok(ack.durable_pages.max(durable)),
+            Frame::Error(e) => Err(SendError::from_receiver(e.code, &e.message)),
+            other => Err(unexpected(&other, "ChunkAck")),
+        }
+    }
+
+    async fn send_bitmaps(&mut self, source: &DumpSource) -> Result<(), SendError> {
+        for (kind, bitmap) in [
+            (BitmapKind::First, &source.ram),
+            (BitmapKind::Second, &source.dumpable),
+        ] {
+            let bytes = bitmap.as_bytes();
+            for (i, piece) in bytes.chunks(MAX_BITMAP_PIECE).enumerate() {
+                self.send(Frame::BitmapPiece(BitmapPiece {
+                    bitmap: kind,
+                    offset: (i * MAX_BITMAP_PIECE) as u64,
+                    bytes: Bytes::copy_from_slice(piece),
+                }))
+                .await?;
+            }
+        }
+        self.send(Frame::BitmapsDone).await
+    }
+}
+
+fn unexpected(frame: &Frame, wanted: &str) -> SendError {
+    SendError::Refused(format!(
+        "protocol: expected {wanted} from the receiver, got {}",
+        frame.name()
+    ))
+}
+
+fn connection_error(e: ProtocolError, peer: &str) -> SendError {
+    match e {
+        ProtocolError::Io(io) => crate::tls::explain_tls_error(&io, peer, peer),
+        other => SendError::Refused(format!("protocol error from {peer}: {other}")),
+    }
+}

@@ -1,0 +1,68 @@
+//! The command line of `crashdrop-send`, run as a real process. (Having a test here also makes
+//! `cargo test --workspace` build the binary that `integration/` drives.)
+
+use std::process::Command;
+
+fn send() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crashdrop-send"))
+}
+
+#[test]
+fn help_explains_the_exit_codes() {
+    let out = send().arg("--help").output().expect("run crashdrop-send");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--receiver"), "{text}");
+    assert!(text.contains("Exit codes"), "{text}");
+}
+
+#[test]
+fn a_missing_vmcore_is_named_and_exits_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-vmcore");
+    // TLS files are checked first, so give real (if useless) files.
+    let pem = dir.path().join("x.pem");
+    std::fs::write(&pem, "").expect("write");
+    let out = send()
+        .args(["--receiver", "tls://127.0.0.1:9", "--dump-level", "1"])
+        .arg("--ca")
+        .arg(&pem)
+        .arg("--cert")
+        .arg(&pem)
+        .arg("--key")
+        .arg(&pem)
+        .arg("--vmcore")
+        .arg(&missing)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Empty PEM files are unusable credentials: exit 6, naming the --ca file.
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("x.pem"), "{err}");
+}
+
+#[test]
+fn unsupported_dump_level_bits_are_refused_clearly() {
+    let out = send()
+        .args(["--receiver", "tls://127.0.0.1:9", "--ca", "a", "--cert", "b", "--key", "c"])
+        .args(["--dump-level", "31"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("--dump-level 31"), "{err}");
+}
+
+#[test]
+fn synthesize_writes_a_sample_vmcore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vmcore = dir.path().join("vmcore");
+    let out = send()
+        .arg("--synthesize")
+        .arg(&vmcore)
+        .args(["--size", "8MiB"])
+        .output()
+        .expect("synthesize");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(vmcore.metadata().expect("vmcore written").len() > 0);
+}
