@@ -120,7 +120,7 @@ impl Bitmap {
     fn fill_range(&mut self, range: Range<u64>, value: bool) {
         let end = range.end.min(self.bits);
         let mut n = range.start;
-        while n < end && n % 8 != 0 {
+        while n < end && !n.is_multiple_of(8) {
             self.put(n, value);
             n += 1;
         }
@@ -181,7 +181,7 @@ impl Bitmap {
         }
         byte += 1;
         while byte < self.bytes.len() {
-            if byte % 8 == 0 {
+            if byte.is_multiple_of(8) {
                 if let Some(chunk) = self.bytes.get(byte..byte + 8) {
                     if word_le(chunk) == 0 {
                         byte += 8;
@@ -270,7 +270,7 @@ impl BitmapRank {
         let start = (block * RANK_BLOCK_BITS / 8) as usize;
         let whole = (n / 8) as usize;
         let mut count = base + count_ones_bytes(&bitmap.bytes[start..whole]);
-        if n % 8 != 0 {
+        if !n.is_multiple_of(8) {
             let partial = bitmap.bytes[whole] & ((1u8 << (n % 8)) - 1);
             count += u64::from(partial.count_ones());
         }
@@ -372,7 +372,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 b.set(n);
             }
         }

@@ -20,6 +20,7 @@ pub mod crash;
 pub mod fixtures;
 pub mod kernel_log;
 pub mod makedumpfile;
+pub mod raw_peer;
 pub mod test_certs;
 pub mod tools;
 pub mod transfer;
@@ -30,7 +31,10 @@ pub use crash::{run_crash, run_crash_with_timeout, CrashOutput, CRASH_TIMEOUT};
 pub use fixtures::{decompressed, fixture_dumps, fixture_vmlinux, fixtures_dir, FixtureDump};
 pub use kernel_log::{normalize_log, release_from_log};
 pub use makedumpfile::{makedumpfile_compress, makedumpfile_dump_dmesg};
+pub use raw_peer::{exchange_plain, Ending, RawPeer, Reply, REPLY_TIMEOUT};
 pub use test_certs::{TestCerts, RECEIVER_NAMES};
 pub use tools::{crash_available, in_ci, makedumpfile_available, require_tools, skip};
-pub use transfer::{assert_sent, compare_with_source, run, sender, stored_dumps, Comparison, Receiver};
+pub use transfer::{
+    assert_sent, compare_with_source, run, sender, sender_as, stored_dumps, Comparison, Receiver,
+};
 pub use workspace::{bin_path, target_dir, workspace_root};

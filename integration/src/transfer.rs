@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crashdrop_certs::CertPaths;
 use crashdrop_formats::kdump::{KdumpReader, PageRead};
 use crashdrop_formats::ElfVmcore;
 
@@ -56,17 +57,33 @@ impl Receiver {
 }
 
 /// A `crashdrop-send` command for `host` (whose certificate is in `certs`).
-pub fn sender(receiver: &Receiver, certs: &TestCerts, host: &str, vmcore: &Path, level: u8) -> Command {
-    let files = certs.host(host);
+pub fn sender(
+    receiver: &Receiver,
+    certs: &TestCerts,
+    host: &str,
+    vmcore: &Path,
+    level: u8,
+) -> Command {
+    sender_as(receiver, &certs.ca.cert, &certs.host(host), vmcore, level)
+}
+
+/// A `crashdrop-send` command presenting `identity` and trusting `ca` for the receiver.
+pub fn sender_as(
+    receiver: &Receiver,
+    ca: &Path,
+    identity: &CertPaths,
+    vmcore: &Path,
+    level: u8,
+) -> Command {
     let mut cmd = Command::new(bin_path("crashdrop-send"));
     cmd.arg("--receiver")
         .arg(receiver.url())
         .arg("--ca")
-        .arg(&certs.ca.cert)
+        .arg(ca)
         .arg("--cert")
-        .arg(&files.cert)
+        .arg(&identity.cert)
         .arg("--key")
-        .arg(&files.key)
+        .arg(&identity.key)
         .arg("--vmcore")
         .arg(vmcore)
         .arg("--dump-level")
@@ -95,7 +112,11 @@ pub fn assert_sent(out: &Output, receiver: &Receiver) {
 pub fn stored_dumps(store: &Path) -> Vec<PathBuf> {
     let mut dumps = Vec::new();
     for host in std::fs::read_dir(store).into_iter().flatten().flatten() {
-        for dump in std::fs::read_dir(host.path()).into_iter().flatten().flatten() {
+        for dump in std::fs::read_dir(host.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if dump.path().join("dump.json").is_file() {
                 dumps.push(dump.path());
             }
@@ -120,17 +141,32 @@ pub fn compare_with_source(stored: &Path, source: &Path, level: u8) -> Compariso
     assert!(level <= 1, "compare_with_source handles levels 0 and 1");
     let src = ElfVmcore::open(source).unwrap_or_else(|e| panic!("{e}"));
     let reader = KdumpReader::open(stored).unwrap_or_else(|e| panic!("{e}"));
-    assert!(!reader.is_incomplete(), "{} still marked incomplete", stored.display());
+    assert!(
+        !reader.is_incomplete(),
+        "{} still marked incomplete",
+        stored.display()
+    );
     assert_eq!(reader.meta().max_mapnr, src.max_mapnr(), "max_mapnr");
-    assert!(reader.bitmap1() == &src.ram_bitmap(), "1st bitmap differs from the source's RAM");
+    assert!(
+        reader.bitmap1() == &src.ram_bitmap(),
+        "1st bitmap differs from the source's RAM"
+    );
     assert!(
         reader.bitmap2() == &src.file_backed_bitmap(),
         "2nd bitmap differs from the source's dumpable pages"
     );
-    assert_eq!(reader.meta().dump_level, u32::from(level), "dump level in the sub header");
+    assert_eq!(
+        reader.meta().dump_level,
+        u32::from(level),
+        "dump level in the sub header"
+    );
     assert_eq!(reader.meta().phys_base, src.phys_base(), "phys_base");
     assert_eq!(reader.meta().nr_cpus, src.nr_cpus(), "nr_cpus");
-    assert_eq!(reader.meta().notes, src.notes(), "ELF notes copied verbatim");
+    assert_eq!(
+        reader.meta().notes,
+        src.notes(),
+        "ELF notes copied verbatim"
+    );
     let data_start = reader.layout().data_offset;
     let page_size = src.page_size() as usize;
     let mut source_page = vec![0u8; page_size];
@@ -144,18 +180,31 @@ pub fn compare_with_source(stored: &Path, source: &Path, level: u8) -> Compariso
             Ok(_) => panic!("pfn {pfn:#x}: no data in the stored file"),
             Err(e) => panic!("pfn {pfn:#x}: {e}"),
         };
-        assert!(stored_page == source_page, "pfn {pfn:#x}: stored page differs from the vmcore's");
+        assert!(
+            stored_page == source_page,
+            "pfn {pfn:#x}: stored page differs from the vmcore's"
+        );
         let is_zero = source_page.iter().all(|&b| b == 0);
         let shared = desc.offset as u64 == data_start;
         if level & 1 == 1 {
-            assert_eq!(shared, is_zero, "pfn {pfn:#x}: shared zero block iff the page is zero");
+            assert_eq!(
+                shared, is_zero,
+                "pfn {pfn:#x}: shared zero block iff the page is zero"
+            );
         } else {
-            assert!(!shared, "pfn {pfn:#x}: level 0 stores zero pages as their own data");
+            assert!(
+                !shared,
+                "pfn {pfn:#x}: level 0 stores zero pages as their own data"
+            );
         }
         seen.pages += 1;
         seen.zero_pages += u64::from(is_zero);
         seen.shared_zero_block += u64::from(shared);
     }
-    assert_eq!(seen.pages, src.file_backed_bitmap().count_ones(), "pages stored");
+    assert_eq!(
+        seen.pages,
+        src.file_backed_bitmap().count_ones(),
+        "pages stored"
+    );
     seen
 }

@@ -54,7 +54,11 @@ fn synthetic_dump_is_stored_page_for_page_at_levels_0_and_1() {
     assert_eq!(dumps.len(), 2, "{dumps:?}");
     for dump in &dumps {
         assert_eq!(dump.parent().expect("host dir"), store.join("web-7"));
-        let name = dump.file_name().expect("name").to_string_lossy().into_owned();
+        let name = dump
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         assert!(name.starts_with("2023-11-14T22-13-20Z-"), "{name}");
         let record = dump_record(dump);
         assert_eq!(record["state"], "complete");
@@ -65,7 +69,11 @@ fn synthetic_dump_is_stored_page_for_page_at_levels_0_and_1() {
         eprintln!("level {level}: {seen:?} (generator: {summary:?})");
         assert!(seen.zero_pages > 0, "the synthetic mix has zero pages");
         let out = verify(&store, dump);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     // Sending a stored dump again sends no pages: the receiver answers "complete" at once.
@@ -78,7 +86,11 @@ fn synthetic_dump_is_stored_page_for_page_at_levels_0_and_1() {
         .arg("--store")
         .arg(&store));
     let table = String::from_utf8_lossy(&list.stdout);
-    assert_eq!(table.lines().filter(|l| l.starts_with("web-7 ")).count(), 2, "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("web-7 ")).count(),
+        2,
+        "{table}"
+    );
     assert!(table.contains("complete"), "{table}");
 }
 
@@ -99,7 +111,10 @@ fn verify_catches_a_page_changed_on_disk() {
     let certs = TestCerts::new(&["db-1"]);
     let store = work.path().join("store");
     let receiver = Receiver::start(&store, &certs, &["--store-compression", "zlib"]);
-    assert_sent(&run(&mut sender(&receiver, &certs, "db-1", &vmcore, 1)), &receiver);
+    assert_sent(
+        &run(&mut sender(&receiver, &certs, "db-1", &vmcore, 1)),
+        &receiver,
+    );
     let dump = stored_dumps(&store).pop().expect("one dump");
     assert!(verify(&store, &dump).status.success());
 
@@ -135,33 +150,61 @@ fn fixture_dumps_are_stored_so_that_crash_and_makedumpfile_open_them() {
         let store = work.path().join("store-zstd");
         let receiver = Receiver::start(&store, &certs, &[]);
         let started = std::time::Instant::now();
-        assert_sent(&run(&mut sender(&receiver, &certs, "kdump-guest", &vmcore, 1)), &receiver);
+        assert_sent(
+            &run(&mut sender(&receiver, &certs, "kdump-guest", &vmcore, 1)),
+            &receiver,
+        );
         eprintln!("{}: sent in {:?}", fixture.name, started.elapsed());
         let dump = stored_dumps(&store).pop().expect("one dump");
         let seen = compare_with_source(&dump.join("vmcore"), &vmcore, 1);
         eprintln!("{}: {seen:?}", fixture.name);
         assert!(verify(&store, &dump).status.success());
 
-        let crash = run_crash(&vmlinux, &dump.join("vmcore"), &["sys", "log", "bt"])
-            .expect("run crash");
+        let crash =
+            run_crash(&vmlinux, &dump.join("vmcore"), &["sys", "log", "bt"]).expect("run crash");
         let sys = crash.output_of("sys").unwrap_or_default();
         let release = fixture.release().expect("fixture release");
-        assert!(sys.contains(&format!("RELEASE: {release}")), "sys:\n{}", crash.text());
-        assert!(sys.contains("PANIC: \"Kernel panic - not syncing: sysrq triggered crash\""), "sys:\n{}", crash.text());
+        assert!(
+            sys.contains(&format!("RELEASE: {release}")),
+            "sys:\n{}",
+            crash.text()
+        );
+        assert!(
+            sys.contains("PANIC: \"Kernel panic - not syncing: sysrq triggered crash\""),
+            "sys:\n{}",
+            crash.text()
+        );
         let log = crash.output_of("log").unwrap_or_default();
-        assert!(log.contains("Kernel panic - not syncing: sysrq triggered crash"), "log:\n{}", crash.text());
+        assert!(
+            log.contains("Kernel panic - not syncing: sysrq triggered crash"),
+            "log:\n{}",
+            crash.text()
+        );
         let bt = crash.output_of("bt").unwrap_or_default();
-        assert!(bt.contains(" #0 [") && bt.contains(" panic at "), "bt:\n{}", crash.text());
+        assert!(
+            bt.contains(" #0 [") && bt.contains(" panic at "),
+            "bt:\n{}",
+            crash.text()
+        );
 
         // zlib store: Debian 12's makedumpfile (no zstd) reads it.
         let store = work.path().join("store-zlib");
         let receiver = Receiver::start(&store, &certs, &["--store-compression", "zlib"]);
-        assert_sent(&run(&mut sender(&receiver, &certs, "kdump-guest", &vmcore, 1)), &receiver);
+        assert_sent(
+            &run(&mut sender(&receiver, &certs, "kdump-guest", &vmcore, 1)),
+            &receiver,
+        );
         let dump = stored_dumps(&store).pop().expect("one dump");
         let (status, log, messages) =
             makedumpfile_dump_dmesg(&dump.join("vmcore")).expect("run makedumpfile");
-        assert!(status.success(), "makedumpfile --dump-dmesg failed: {messages}");
-        assert!(log.contains("Kernel panic - not syncing: sysrq triggered crash"), "{log}");
+        assert!(
+            status.success(),
+            "makedumpfile --dump-dmesg failed: {messages}"
+        );
+        assert!(
+            log.contains("Kernel panic - not syncing: sysrq triggered crash"),
+            "{log}"
+        );
         assert!(verify(&store, &dump).status.success());
     }
 }

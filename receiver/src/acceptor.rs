@@ -92,7 +92,8 @@ impl Connection {
         tracing::Span::current().record("host", host.as_str());
         let Ok(_permit) = self.sessions.clone().try_acquire_owned() else {
             warn!(%host, "too many sessions; refusing this one (the sender will retry)");
-            let _ = session::refuse_busy(tls, "receiver is at its session limit; retry shortly").await;
+            let _ =
+                session::refuse_busy(tls, "receiver is at its session limit; retry shortly").await;
             return;
         };
         info!(%host, "host authenticated");

@@ -30,9 +30,16 @@ pub struct SessionLimits {
 /// How a session ended, for the log.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Completed { location: String },
-    AlreadyComplete { location: String },
-    Interrupted { location: Option<String>, durable_pages: u64 },
+    Completed {
+        location: String,
+    },
+    AlreadyComplete {
+        location: String,
+    },
+    Interrupted {
+        location: Option<String>,
+        durable_pages: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +232,12 @@ where
                         message: e.message,
                     })
                 }
-                other => return Err(unexpected(&other, "BitmapPiece, BitmapsDone, PageChunk or Finish")),
+                other => {
+                    return Err(unexpected(
+                        &other,
+                        "BitmapPiece, BitmapsDone, PageChunk or Finish",
+                    ))
+                }
             }
         }
     }

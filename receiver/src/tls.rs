@@ -49,7 +49,9 @@ pub enum IdentityError {
     NoCertificate,
     #[error("client certificate does not parse: {0}")]
     Parse(String),
-    #[error("client certificate has no DNS name (subjectAltName); issue it with `crashdrop-certs host`")]
+    #[error(
+        "client certificate has no DNS name (subjectAltName); issue it with `crashdrop-certs host`"
+    )]
     NoDnsName,
     #[error("client certificate names {0} hosts ({1}); a host certificate must name exactly one")]
     Ambiguous(usize, String),

@@ -10,8 +10,7 @@ pub mod exit {
     pub const COMPLETE: u8 = 0;
     /// Unexpected failure (a bug, or a local problem not covered below).
     pub const FAILURE: u8 = 1;
-    /// Bad command line (clap's own code).
-    pub const USAGE: u8 = 2;
+    // 2: bad command line (clap's own exit code).
     /// The vmcore cannot be read or is not a usable crash dump; sending cannot help.
     pub const BAD_VMCORE: u8 = 3;
     /// The receiver refused us for good: certificate rejected, protocol version, invalid dump.
@@ -46,10 +45,6 @@ impl SendError {
         } else {
             SendError::Refused(text)
         }
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, SendError::Retryable(_))
     }
 
     pub fn exit_code(&self) -> ExitCode {

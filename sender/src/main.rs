@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         None => send(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(error::exit::COMPLETE),
         Err(e) => {
             eprintln!("crashdrop-send: error: {e}");
             e.exit_code()
@@ -134,9 +134,12 @@ fn send(args: &Args) -> Result<(), SendError> {
         Uploader::new(stream, &address).run(&source).await
     })?;
     match sent {
-        Sent::Complete(c) => eprintln!(
-            "dump complete on the receiver: {} ({} bytes)",
-            c.location, c.stored_bytes
+        Sent::Complete {
+            complete,
+            wire_bytes,
+        } => eprintln!(
+            "dump complete on the receiver: {} ({} bytes stored; {wire_bytes} bytes of page data sent)",
+            complete.location, complete.stored_bytes
         ),
         Sent::AlreadyComplete => eprintln!("the receiver already holds this dump complete"),
     }
@@ -176,7 +179,11 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "m" | "mib" => 20,
         "g" | "gib" => 30,
         "t" | "tib" => 40,
-        other => return Err(format!("{text}: unknown unit {other:?} (use KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "{text}: unknown unit {other:?} (use KiB, MiB, GiB)"
+            ))
+        }
     };
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("{text}: too large"))
@@ -189,7 +196,10 @@ mod tests {
     #[test]
     fn receiver_urls_split_into_address_and_name() {
         let (a, h) = parse_receiver("tls://dumps.example:7420").expect("dns");
-        assert_eq!((a.as_str(), h.as_str()), ("dumps.example:7420", "dumps.example"));
+        assert_eq!(
+            (a.as_str(), h.as_str()),
+            ("dumps.example:7420", "dumps.example")
+        );
         let (a, h) = parse_receiver("tls://[::1]:7420").expect("v6");
         assert_eq!((a.as_str(), h.as_str()), ("[::1]:7420", "::1"));
         assert!(parse_receiver("ssh://x:1").is_err());

@@ -23,10 +23,10 @@ pub struct ChunkReader<'a> {
     compressor: zstd::bulk::Compressor<'static>,
 }
 
-/// One chunk read from the vmcore: the wire form and the uncompressed bytes it stands for.
+/// One chunk read from the vmcore, in wire form.
 pub struct ReadChunk {
     pub chunk: PageChunk,
-    pub page_bytes: u64,
+    /// Bytes of page data it puts on the wire (compressed or raw pages; zero pages are free).
     pub wire_bytes: u64,
 }
 
@@ -114,7 +114,6 @@ impl<'a> ChunkReader<'a> {
             }
         }
         Ok(Some(ReadChunk {
-            page_bytes: (pfns.len() * ps) as u64,
             wire_bytes,
             chunk: PageChunk {
                 first_page,

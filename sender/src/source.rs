@@ -18,13 +18,13 @@ pub const SUPPORTED_LEVEL_BITS: u8 = 1;
 pub fn check_dump_level(dump_level: u8) -> Result<(), SendError> {
     if dump_level > 31 {
         return Err(SendError::Vmcore(format!(
-        "--dump-level {dump_level}: must be 0..=31 (makedumpfile's -d)"
+            "--dump-level {dump_level}: must be 0..=31 (makedumpfile's -d)"
         )));
     }
     let unsupported = dump_level & !SUPPORTED_LEVEL_BITS;
     if unsupported != 0 {
         return Err(SendError::Vmcore(format!(
-        "--dump-level {dump_level}: excluding cache, user or free pages (bits 2, 4, 8, 16; \
+            "--dump-level {dump_level}: excluding cache, user or free pages (bits 2, 4, 8, 16; \
          here {unsupported}) is not implemented yet; use --dump-level 1 (exclude zero \
          pages) or 0 (everything)"
         )));
@@ -86,7 +86,10 @@ impl DumpSource {
     }
 
     pub fn bitmap_digests(&self) -> ([u8; 32], [u8; 32]) {
-        (sha256(self.ram.as_bytes()), sha256(self.dumpable.as_bytes()))
+        (
+            sha256(self.ram.as_bytes()),
+            sha256(self.dumpable.as_bytes()),
+        )
     }
 
     pub fn manifest(&self, pages_per_chunk: u16) -> DumpManifest {

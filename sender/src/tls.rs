@@ -71,7 +71,10 @@ pub async fn connect(
 
 /// Maps a TLS-level I/O error to an actionable message and a retry decision.
 pub fn explain_tls_error(e: &std::io::Error, address: &str, server_name: &str) -> SendError {
-    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
         return SendError::Retryable(format!("connection to {address} failed: {e}"));
     };
     match tls {

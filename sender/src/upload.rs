@@ -21,7 +21,11 @@ pub const PAGES_PER_CHUNK: u16 = 256;
 
 /// What the receiver told us at the end.
 pub enum Sent {
-    Complete(Complete),
+    /// Stored and verified; `wire_bytes` of page data crossed the network in this attempt.
+    Complete {
+        complete: Complete,
+        wire_bytes: u64,
+    },
     AlreadyComplete,
 }
 
@@ -81,7 +85,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         if resume.state == ResumeState::Complete {
             return Ok(Sent::AlreadyComplete);
         }
-        if resume.next_page > total_pages || resume.next_page % u64::from(PAGES_PER_CHUNK) != 0 && resume.next_page != total_pages {
+        if resume.next_page > total_pages
+            || resume.next_page % u64::from(PAGES_PER_CHUNK) != 0 && resume.next_page != total_pages
+        {
             return Err(SendError::Refused(format!(
                 "receiver asked to resume at page {} of {total_pages}, which is not a chunk boundary",
                 resume.next_page
@@ -109,6 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         let mut progress = Progress::new(total_pages * page_size, resume.next_page * page_size);
         let mut sent_pages = resume.next_page;
         let mut durable = resume.next_page;
+        let mut wire_bytes = 0u64;
         let window_pages = WINDOW as u64 * u64::from(PAGES_PER_CHUNK);
         while let Some(read) = reader.next_chunk()? {
             // Keep at most WINDOW chunks unacknowledged.
@@ -116,6 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
                 durable = self.await_ack(durable).await?;
             }
             digest.push_chunk(&read.chunk.chunk_digest);
+            wire_bytes += read.wire_bytes;
             sent_pages += read.chunk.pages.len() as u64;
             self.send(Frame::PageChunk(read.chunk)).await?;
             while let Some(Some(frame)) = self.framed.next().now_or_never() {
@@ -131,7 +139,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         loop {
             match self.receive().await? {
                 Frame::ChunkAck(_) => {}
-                Frame::Complete(c) => return Ok(Sent::Complete(c)),
+                Frame::Complete(complete) => {
+                    return Ok(Sent::Complete {
+                        complete,
+                        wire_bytes,
+                    })
+                }
                 other => return Err(unexpected(&other, "Complete")),
             }
         }
@@ -142,7 +155,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         self.on_frame(Ok(frame), durable)
     }
 
-    fn on_frame(&self, frame: Result<Frame, ProtocolError>, durable: u64) -> Result<u64, SendError> {
+    fn on_frame(
+        &self,
+        frame: Result<Frame, ProtocolError>,
+        durable: u64,
+    ) -> Result<u64, SendError> {
         match frame.map_err(|e| connection_error(e, &self.peer))? {
             Frame::ChunkAck(ack) => Ok(ack.durable_pages.max(durable)),
             Frame::Error(e) => Err(SendError::from_receiver(e.code, &e.message)),

@@ -44,7 +44,16 @@ fn a_missing_vmcore_is_named_and_exits_3() {
 #[test]
 fn unsupported_dump_level_bits_are_refused_clearly() {
     let out = send()
-        .args(["--receiver", "tls://127.0.0.1:9", "--ca", "a", "--cert", "b", "--key", "c"])
+        .args([
+            "--receiver",
+            "tls://127.0.0.1:9",
+            "--ca",
+            "a",
+            "--cert",
+            "b",
+            "--key",
+            "c",
+        ])
         .args(["--dump-level", "31"])
         .output()
         .expect("run");
@@ -60,9 +69,13 @@ fn synthesize_writes_a_sample_vmcore() {
     let out = send()
         .arg("--synthesize")
         .arg(&vmcore)
-        .args(["--size", "8MiB"])
+        .args(["--size", "16MiB"])
         .output()
         .expect("synthesize");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(vmcore.metadata().expect("vmcore written").len() > 0);
 }

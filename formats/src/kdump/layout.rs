@@ -104,7 +104,7 @@ impl KdumpLayout {
         }
         let bitmap_len = bitmap_byte_len(max_mapnr);
         let per_bitmap = bitmap_len.div_ceil(block_size);
-        if bitmap_blocks % 2 != 0
+        if !bitmap_blocks.is_multiple_of(2)
             || bitmap_blocks / 2 < per_bitmap
             || u32::try_from(bitmap_blocks).is_err()
         {

@@ -20,7 +20,10 @@ pub struct ListArgs {
 
 pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     if !args.store.is_dir() {
-        anyhow::bail!("store {} does not exist or is not a directory", args.store.display());
+        anyhow::bail!(
+            "store {} does not exist or is not a directory",
+            args.store.display()
+        );
     }
     let store = DumpStore::open(&args.store, StoreCompression::Zstd)?;
     let dumps = store

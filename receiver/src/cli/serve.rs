@@ -89,7 +89,10 @@ impl ServeConfig {
             None => ConfigFile::default(),
         };
         let missing = |flag: &str| {
-            anyhow::anyhow!("--{flag} is required (or `{}` in the --config file)", flag.replace('-', "_"))
+            anyhow::anyhow!(
+                "--{flag} is required (or `{}` in the --config file)",
+                flag.replace('-', "_")
+            )
         };
         let tls_listen = if args.tls_listen.is_empty() {
             file.tls_listen
@@ -106,16 +109,28 @@ impl ServeConfig {
         Ok(ServeConfig {
             store: args.store.or(file.store).ok_or_else(|| missing("store"))?,
             tls_listen,
-            tls_cert: args.tls_cert.or(file.tls_cert).ok_or_else(|| missing("tls-cert"))?,
-            tls_key: args.tls_key.or(file.tls_key).ok_or_else(|| missing("tls-key"))?,
-            client_ca: args.client_ca.or(file.client_ca).ok_or_else(|| missing("client-ca"))?,
+            tls_cert: args
+                .tls_cert
+                .or(file.tls_cert)
+                .ok_or_else(|| missing("tls-cert"))?,
+            tls_key: args
+                .tls_key
+                .or(file.tls_key)
+                .ok_or_else(|| missing("tls-key"))?,
+            client_ca: args
+                .client_ca
+                .or(file.client_ca)
+                .ok_or_else(|| missing("client-ca"))?,
             store_compression: args
                 .store_compression
                 .or(file.store_compression)
                 .unwrap_or(StoreCompression::Zstd),
             max_sessions,
             idle_timeout: Duration::from_secs(
-                args.idle_timeout_secs.or(file.idle_timeout_secs).unwrap_or(60).max(1),
+                args.idle_timeout_secs
+                    .or(file.idle_timeout_secs)
+                    .unwrap_or(60)
+                    .max(1),
             ),
         })
     }
@@ -131,6 +146,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServeConfig::from_args(args)?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -156,9 +172,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let mut stdout = std::io::stdout();
     for addr in &config.tls_listen {
-        let addr: SocketAddr = addr
-            .parse()
-            .with_context(|| format!("--tls-listen {addr}: not an address like 0.0.0.0:7420 or [::]:7420"))?;
+        let addr: SocketAddr = addr.parse().with_context(|| {
+            format!("--tls-listen {addr}: not an address like 0.0.0.0:7420 or [::]:7420")
+        })?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -181,7 +197,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     info!("shutting down: no new sessions; letting current ones record their progress");
     shutdown.cancel();
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(30), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+        .await
+        .is_err()
+    {
         warn!("sessions still busy after 30s; exiting (their dumps stay resumable)");
     }
     Ok(())

@@ -26,7 +26,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .components()
         .all(|c| matches!(c, Component::Normal(_)));
     if !normal || relative.components().count() != 2 {
-        bail!("{}: expected HOST/DUMP as printed by `crashdropd list`", args.dump);
+        bail!(
+            "{}: expected HOST/DUMP as printed by `crashdropd list`",
+            args.dump
+        );
     }
     let dir = args.store.join(relative);
     match verify_dir(&dir)? {
@@ -60,8 +63,8 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<Verdict> {
         });
     };
     let vmcore = dir.join("vmcore");
-    let reader = KdumpReader::open(&vmcore)
-        .with_context(|| format!("cannot read {}", vmcore.display()))?;
+    let reader =
+        KdumpReader::open(&vmcore).with_context(|| format!("cannot read {}", vmcore.display()))?;
     if reader.is_incomplete() {
         return Ok(Verdict::Mismatch {
             why: format!("{} still carries the incomplete flag", vmcore.display()),

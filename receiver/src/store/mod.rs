@@ -59,10 +59,7 @@ pub enum StoreError {
     #[error("{}: {why}", path.display())]
     Corrupt { path: PathBuf, why: String },
     #[error("{}: {why}", path.display())]
-    Format {
-        path: PathBuf,
-        why: String,
-    },
+    Format { path: PathBuf, why: String },
 }
 
 /// fsyncs a directory so that a rename or a new file in it survives a crash.

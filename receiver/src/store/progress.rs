@@ -23,6 +23,15 @@ pub struct ChunkRecord {
     pub data_end: u64,
 }
 
+/// An existing journal as found on disk.
+pub struct OpenedJournal {
+    pub journal: ProgressJournal,
+    /// SHA-256 of the 1st and 2nd bitmaps.
+    pub bitmap_shas: [[u8; 32]; 2],
+    /// Every whole record, in chunk order.
+    pub records: Vec<ChunkRecord>,
+}
+
 /// The journal file, open for appending.
 pub struct ProgressJournal {
     file: File,
@@ -65,12 +74,16 @@ impl ProgressJournal {
     }
 
     /// Opens an existing journal; returns it with the bitmaps' digests and every whole record.
-    pub fn open(path: &Path) -> Result<(ProgressJournal, [[u8; 32]; 2], Vec<ChunkRecord>), StoreError> {
+    pub fn open(path: &Path) -> Result<OpenedJournal, StoreError> {
         let io = |source| StoreError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         let corrupt = |why: &str| StoreError::Corrupt {
@@ -105,15 +118,15 @@ impl ProgressJournal {
             file.set_len(len).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
-        Ok((
-            ProgressJournal {
+        Ok(OpenedJournal {
+            journal: ProgressJournal {
                 file,
                 path: path.to_owned(),
                 len,
             },
-            shas,
+            bitmap_shas: shas,
             records,
-        ))
+        })
     }
 
     /// Appends records and makes them durable.
@@ -160,12 +173,15 @@ mod tests {
         f.write_all(&[9; 17]).expect("torn write");
         drop(f);
 
-        let (mut journal, shas, records) = ProgressJournal::open(&path).expect("open");
-        assert_eq!(shas, [[1; 32], [2; 32]]);
-        assert_eq!(records, vec![record(1), record(2)]);
-        journal.append(&[record(3)]).expect("append after reopen");
-        let (_, _, records) = ProgressJournal::open(&path).expect("reopen");
-        assert_eq!(records, vec![record(1), record(2), record(3)]);
+        let mut opened = ProgressJournal::open(&path).expect("open");
+        assert_eq!(opened.bitmap_shas, [[1; 32], [2; 32]]);
+        assert_eq!(opened.records, vec![record(1), record(2)]);
+        opened
+            .journal
+            .append(&[record(3)])
+            .expect("append after reopen");
+        let reopened = ProgressJournal::open(&path).expect("reopen");
+        assert_eq!(reopened.records, vec![record(1), record(2), record(3)]);
     }
 
     #[test]

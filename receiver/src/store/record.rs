@@ -106,9 +106,8 @@ pub fn now_rfc3339() -> String {
 /// A crash time as used in directory names: `YYYY-MM-DDTHH-MM-SSZ` (no colons, sorts by time).
 pub fn crash_time_dir_name(crash_time: i64) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp(crash_time).ok()?;
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]-[minute]-[second]Z"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]-[minute]-[second]Z");
     t.format(&format).ok()
 }
 
@@ -122,7 +121,10 @@ mod tests {
             crash_time_dir_name(1_700_000_000).as_deref(),
             Some("2023-11-14T22-13-20Z")
         );
-        assert_eq!(crash_time_dir_name(0).as_deref(), Some("1970-01-01T00-00-00Z"));
+        assert_eq!(
+            crash_time_dir_name(0).as_deref(),
+            Some("1970-01-01T00-00-00Z")
+        );
     }
 
     #[test]

@@ -62,9 +62,8 @@ pub fn check_offer(manifest: &DumpManifest) -> Result<KdumpLayout, WriteError> {
     manifest
         .validate()
         .map_err(|e| WriteError::rejected(ErrorCode::InvalidManifest, e.to_string()))?;
-    let notes = parse_notes(&manifest.notes).map_err(|e| {
-        WriteError::rejected(ErrorCode::InvalidManifest, format!("notes: {e}"))
-    })?;
+    let notes = parse_notes(&manifest.notes)
+        .map_err(|e| WriteError::rejected(ErrorCode::InvalidManifest, format!("notes: {e}")))?;
     if notes.vmcoreinfo.is_none() {
         return Err(WriteError::rejected(
             ErrorCode::InvalidManifest,
@@ -160,7 +159,7 @@ impl DumpWriter {
             updated: now,
             sessions: 1,
         };
-        let mut writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
+        let writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
         writer.write_headers()?;
         // The shared zero block sits at the start of the data area (formats.md 2.7).
         let zeros = vec![0u8; writer.page_size];
@@ -198,20 +197,21 @@ impl DumpWriter {
         record.sessions = record.sessions.saturating_add(1);
         let mut writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
         if writer.progress_path.exists() {
-            let (journal, shas, records) = ProgressJournal::open(&writer.progress_path)?;
-            let chunks = records.len() as u64;
+            let opened = ProgressJournal::open(&writer.progress_path)?;
+            let chunks = opened.records.len() as u64;
             let durable = chunks
                 .saturating_mul(writer.pages_per_chunk)
                 .min(manifest.num_dumpable);
-            writer.data_end = records
+            writer.data_end = opened
+                .records
                 .last()
                 .map(|r| r.data_end)
                 .unwrap_or(writer.data_end);
             writer.next_page = durable;
             writer.durable_pages = durable;
             writer.bitmap_cursor = BitmapCursor::Done;
-            writer.bitmap_shas = Some(shas);
-            writer.journal = Some(journal);
+            writer.bitmap_shas = Some(opened.bitmap_shas);
+            writer.journal = Some(opened.journal);
         }
         writer.record.pages_stored = writer.durable_pages;
         writer.record.save(&writer.record_path)?;
@@ -329,7 +329,9 @@ impl DumpWriter {
     pub fn write_bitmap_piece(&mut self, piece: &BitmapPiece) -> Result<(), WriteError> {
         let protocol = |m: String| WriteError::rejected(ErrorCode::Protocol, m);
         let BitmapCursor::At(kind, offset) = self.bitmap_cursor else {
-            return Err(protocol("BitmapPiece after the bitmaps were complete".into()));
+            return Err(protocol(
+                "BitmapPiece after the bitmaps were complete".into(),
+            ));
         };
         if piece.bitmap != kind || piece.offset != offset {
             return Err(protocol(format!(
@@ -369,12 +371,19 @@ impl DumpWriter {
         if self.bitmap_cursor != BitmapCursor::At(BitmapKind::Second, len) {
             return Err(WriteError::rejected(
                 ErrorCode::Protocol,
-                format!("BitmapsDone before both bitmaps were sent ({:?})", self.bitmap_cursor),
+                format!(
+                    "BitmapsDone before both bitmaps were sent ({:?})",
+                    self.bitmap_cursor
+                ),
             ));
         }
         let shas = self.check_bitmaps()?;
         self.sync()?;
-        self.journal = Some(ProgressJournal::create(&self.progress_path, &shas[0], &shas[1])?);
+        self.journal = Some(ProgressJournal::create(
+            &self.progress_path,
+            &shas[0],
+            &shas[1],
+        )?);
         self.bitmap_shas = Some(shas);
         self.bitmap_cursor = BitmapCursor::Done;
         Ok(())
@@ -395,7 +404,10 @@ impl DumpWriter {
         while at < len {
             let n = WINDOW.min(len - at) as usize;
             let (b1, b2) = (&mut buf1[..n], &mut buf2[..n]);
-            for (buf, base) in [(&mut *b1, self.layout.bitmap1_offset), (&mut *b2, self.layout.bitmap2_offset)] {
+            for (buf, base) in [
+                (&mut *b1, self.layout.bitmap1_offset),
+                (&mut *b2, self.layout.bitmap2_offset),
+            ] {
                 self.vmcore
                     .read_exact_at(buf, base + at)
                     .map_err(|source| StoreError::Io {
@@ -421,7 +433,9 @@ impl DumpWriter {
         if tail_bits != 0 {
             let last = buf1[((len - 1) % WINDOW) as usize] | buf2[((len - 1) % WINDOW) as usize];
             if last >> tail_bits != 0 {
-                return Err(invalid(format!("a bitmap has bits set at or past max_mapnr {max_mapnr}")));
+                return Err(invalid(format!(
+                    "a bitmap has bits set at or past max_mapnr {max_mapnr}"
+                )));
             }
         }
         if ones != self.meta.num_dumpable {
@@ -522,7 +536,10 @@ impl DumpWriter {
             )));
         }
         self.write_at(&data, self.data_end)?;
-        self.write_at(&descriptors, self.layout.descriptor_offset(chunk.first_page))?;
+        self.write_at(
+            &descriptors,
+            self.layout.descriptor_offset(chunk.first_page),
+        )?;
         self.data_end += data.len() as u64;
         self.next_page += chunk.pages.len() as u64;
         self.pending.push(ChunkRecord {
@@ -575,9 +592,9 @@ impl DumpWriter {
         let shas = self
             .bitmap_shas
             .ok_or_else(|| WriteError::internal("finish without bitmaps"))?;
-        let (_, _, records) = ProgressJournal::open(&self.progress_path)?;
+        let journal = ProgressJournal::open(&self.progress_path)?;
         let mut digest = DumpDigest::new(&self.dump_id.0, &shas[0], &shas[1]);
-        for r in &records {
+        for r in &journal.records {
             digest.push_chunk(&r.digest);
         }
         let ours = digest.finish();
