@@ -459,6 +459,7 @@ fn manifest_attacks() -> Vec<Attack> {
             broken_offer(0x2d, |m| m.utsname[130] = b'\n'),
             error(WELCOMED, Invalid, "utsname"),
         ),
+        attack("PROBE extreme valid", broken_offer(0x2e, |m| { m.max_mapnr = MAX_MAPNR; m.num_dumpable = MAX_MAPNR }), Want::Ends(None)),
         attack(
             "notes longer than MAX_NOTES_LEN",
             oversize_notes,
