@@ -93,7 +93,6 @@ where
         };
         // Best effort: the peer may already be gone.
         let _ = session
-            .framed
             .send(Frame::Error(ErrorFrame::new(code, message)))
             .await;
     }
@@ -118,12 +117,11 @@ where
                 ),
             });
         }
-        self.framed
-            .send(Frame::Welcome(Welcome {
-                version: PROTOCOL_VERSION,
-                software: concat!("crashdropd ", env!("CARGO_PKG_VERSION")).into(),
-            }))
-            .await?;
+        self.send(Frame::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            software: concat!("crashdropd ", env!("CARGO_PKG_VERSION")).into(),
+        }))
+        .await?;
         let manifest = match self.expect_frame().await? {
             Frame::Offer(m) => m,
             other => return Err(unexpected(&other, "Offer")),
@@ -135,13 +133,12 @@ where
                 stored_bytes,
             } => {
                 info!(dump = %manifest.dump_id, %location, stored_bytes, "dump already complete");
-                self.framed
-                    .send(Frame::ResumeFrom(ResumeFrom {
-                        state: ResumeState::Complete,
-                        bitmaps_stored: true,
-                        next_page: manifest.num_dumpable,
-                    }))
-                    .await?;
+                self.send(Frame::ResumeFrom(ResumeFrom {
+                    state: ResumeState::Complete,
+                    bitmaps_stored: true,
+                    next_page: manifest.num_dumpable,
+                }))
+                .await?;
                 return Ok(Outcome::AlreadyComplete { location });
             }
             Begin::Busy { location } => {
@@ -163,13 +160,12 @@ where
             resumed_at = writer.durable_pages(),
             "receiving dump"
         );
-        self.framed
-            .send(Frame::ResumeFrom(ResumeFrom {
-                state: ResumeState::Send,
-                bitmaps_stored: writer.bitmaps_stored(),
-                next_page: writer.durable_pages(),
-            }))
-            .await?;
+        self.send(Frame::ResumeFrom(ResumeFrom {
+            state: ResumeState::Send,
+            bitmaps_stored: writer.bitmaps_stored(),
+            next_page: writer.durable_pages(),
+        }))
+        .await?;
         let result = self.receive(&mut writer).await;
         if !matches!(result, Ok(Outcome::Completed { .. })) {
             let durable = writer.durable_pages();
@@ -199,11 +195,10 @@ where
                 None => {
                     if unacked > 0 {
                         let durable = on_disk(|| writer.commit()).map_err(refused)?;
-                        self.framed
-                            .send(Frame::ChunkAck(ChunkAck {
-                                durable_pages: durable,
-                            }))
-                            .await?;
+                        self.send(Frame::ChunkAck(ChunkAck {
+                            durable_pages: durable,
+                        }))
+                        .await?;
                         unacked = 0;
                     }
                     self.expect_frame().await?
@@ -223,7 +218,7 @@ where
                         on_disk(|| writer.finish(&finish.dump_digest)).map_err(refused)?;
                     info!(location = %complete.location, stored_bytes = complete.stored_bytes, "dump complete");
                     let location = complete.location.clone();
-                    self.framed.send(Frame::Complete(complete)).await?;
+                    self.send(Frame::Complete(complete)).await?;
                     return Ok(Outcome::Completed { location });
                 }
                 Frame::Error(e) => {
@@ -239,6 +234,15 @@ where
                     ))
                 }
             }
+        }
+    }
+
+    /// Sends a frame; a peer that takes nothing for the idle timeout is abandoned.
+    async fn send(&mut self, frame: Frame) -> Result<(), SessionError> {
+        let idle = self.limits.idle_timeout;
+        match tokio::time::timeout(idle, self.framed.send(frame)).await {
+            Err(_) => Err(SessionError::Timeout(idle)),
+            Ok(sent) => Ok(sent?),
         }
     }
 

@@ -47,6 +47,11 @@ impl SendError {
         }
     }
 
+    /// Whether a new attempt (reconnect and resume) can fix this.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SendError::Retryable(_))
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             SendError::Vmcore(_) => exit::BAD_VMCORE,

@@ -3,6 +3,7 @@
 mod error;
 mod pages;
 mod progress;
+mod retry;
 mod source;
 mod tls;
 mod upload;
@@ -50,6 +51,15 @@ struct Args {
     /// and 16 — cache, user and free pages — are not implemented yet.)
     #[arg(long, short = 'd', value_name = "N", default_value_t = 1)]
     dump_level: u8,
+    /// Keep reconnecting (and resuming where the receiver's durable copy ends) after resets,
+    /// timeouts, refused connections and receiver restarts, for this long: e.g. 30m, 2h, 90s, or
+    /// 0 for a single attempt. Refusals that retrying cannot fix end it at once.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = retry::parse_duration)]
+    retry_for: std::time::Duration,
+    /// Abandon a connection whose receiver has not taken or answered anything for this many
+    /// seconds (a peer that vanished without closing), then retry.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    io_timeout: u64,
     /// Instead of sending, write a synthetic ELF vmcore of --size bytes of "RAM" to FILE (a
     /// realistic mix of zero, text-like and random pages), for trying crashdrop out.
     #[arg(long, value_name = "FILE")]
@@ -129,10 +139,15 @@ fn send(args: &Args) -> Result<(), SendError> {
         .enable_all()
         .build()
         .map_err(|e| SendError::Other(format!("cannot start the async runtime: {e}")))?;
-    let sent = runtime.block_on(async {
-        let stream = tls::connect(config, &address, &server_name).await?;
-        Uploader::new(stream, &address).run(&source).await
-    })?;
+    let io_timeout = std::time::Duration::from_secs(args.io_timeout.max(1));
+    let sent = runtime.block_on(send_with_retry(
+        &source,
+        config,
+        &address,
+        &server_name,
+        args.retry_for,
+        io_timeout,
+    ))?;
     match sent {
         Sent::Complete {
             complete,
@@ -144,6 +159,62 @@ fn send(args: &Args) -> Result<(), SendError> {
         Sent::AlreadyComplete => eprintln!("the receiver already holds this dump complete"),
     }
     Ok(())
+}
+
+/// Attempts until the receiver confirms the dump, a refusal that retrying cannot fix, or the
+/// end of `retry_for`. Each attempt resumes where the receiver's durable copy ends.
+async fn send_with_retry(
+    source: &DumpSource,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    address: &str,
+    server_name: &str,
+    retry_for: std::time::Duration,
+    io_timeout: std::time::Duration,
+) -> Result<Sent, SendError> {
+    let mut backoff = retry::Backoff::new(retry_for);
+    let mut known = upload::KnownDigests::default();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let chunks_before = known.len();
+        let outcome = async {
+            let stream = tokio::time::timeout(
+                io_timeout,
+                tls::connect(config.clone(), address, server_name),
+            )
+            .await
+            .map_err(|_| {
+                SendError::Retryable(format!(
+                    "no TLS session with {address} within {}s",
+                    io_timeout.as_secs()
+                ))
+            })??;
+            Uploader::new(stream, address, io_timeout)
+                .run(source, &mut known)
+                .await
+        }
+        .await;
+        let error = match outcome {
+            Ok(sent) => return Ok(sent),
+            Err(e) if e.is_retryable() => e,
+            Err(e) => return Err(e),
+        };
+        if known.len() > chunks_before {
+            // That attempt moved the dump forward: the link works, come back quickly.
+            backoff.reset();
+        }
+        let Some(delay) = backoff.next_delay() else {
+            return Err(SendError::Retryable(format!(
+                "{error} (gave up after {attempt} attempts over --retry-for {}s)",
+                retry_for.as_secs()
+            )));
+        };
+        eprintln!(
+            "attempt {attempt} failed: {error}; retrying in {:.1}s",
+            delay.as_secs_f64()
+        );
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// `tls://HOST:PORT` → ("HOST:PORT" to connect to, "HOST" to verify).

@@ -123,6 +123,11 @@ impl<'a> ChunkReader<'a> {
         }))
     }
 
+    /// Moves past the next chunk without reading it; false after the last page.
+    pub fn skip_chunk_unread(&mut self) -> bool {
+        !self.take_pfns(self.pages_per_chunk).is_empty()
+    }
+
     /// Digest of the next chunk without compressing it (for chunks the receiver already holds).
     pub fn skip_chunk(&mut self) -> Result<Option<[u8; 32]>, SendError> {
         let pfns = self.take_pfns(self.pages_per_chunk);

@@ -7,6 +7,8 @@ use crashdrop_proto::{
     BitmapKind, BitmapPiece, Complete, Finish, Frame, FrameCodec, Hello, ProtocolError,
     ResumeState, PROTOCOL_VERSION,
 };
+use std::time::Duration;
+
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
@@ -29,32 +31,59 @@ pub enum Sent {
     AlreadyComplete,
 }
 
+/// Chunk digests computed so far, kept across attempts so that resuming does not re-read the
+/// pages the receiver already holds (32 bytes per chunk of up to 1 MiB).
+#[derive(Default)]
+pub struct KnownDigests(Vec<[u8; 32]>);
+
+impl KnownDigests {
+    /// Chunks whose digest is known.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 pub struct Uploader<S> {
     framed: Framed<S, FrameCodec>,
     /// Receiver address, for messages.
     peer: String,
+    /// Longest wait for the receiver to take or answer anything: a vanished peer (no FIN, no
+    /// RST) is abandoned after this.
+    io_timeout: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
-    pub fn new(stream: S, peer: &str) -> Uploader<S> {
+    pub fn new(stream: S, peer: &str, io_timeout: Duration) -> Uploader<S> {
         Uploader {
             framed: Framed::new(stream, FrameCodec),
             peer: peer.to_owned(),
+            io_timeout,
         }
+    }
+
+    fn silent(&self) -> SendError {
+        SendError::Retryable(format!(
+            "{} did not respond for {}s; abandoning the connection",
+            self.peer,
+            self.io_timeout.as_secs()
+        ))
     }
 
     async fn send(&mut self, frame: Frame) -> Result<(), SendError> {
         let peer = self.peer.clone();
-        self.framed
-            .send(frame)
-            .await
-            .map_err(|e| connection_error(e, &peer))
+        match tokio::time::timeout(self.io_timeout, self.framed.send(frame)).await {
+            Err(_) => Err(self.silent()),
+            Ok(sent) => sent.map_err(|e| connection_error(e, &peer)),
+        }
     }
 
     /// The next frame; an `Error` frame from the receiver becomes a `SendError`.
     async fn receive(&mut self) -> Result<Frame, SendError> {
         let peer = self.peer.clone();
-        match self.framed.next().await {
+        let Ok(next) = tokio::time::timeout(self.io_timeout, self.framed.next()).await else {
+            return Err(self.silent());
+        };
+        match next {
             None => Err(SendError::Retryable(format!(
                 "{peer} closed the connection unexpectedly"
             ))),
@@ -64,7 +93,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         }
     }
 
-    pub async fn run(mut self, source: &DumpSource) -> Result<Sent, SendError> {
+    pub async fn run(
+        mut self,
+        source: &DumpSource,
+        known: &mut KnownDigests,
+    ) -> Result<Sent, SendError> {
         self.send(Frame::Hello(Hello {
             min_version: PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
@@ -99,11 +132,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         let (b1, b2) = source.bitmap_digests();
         let mut digest = DumpDigest::new(&source.dump_id.0, &b1, &b2);
         let mut reader = ChunkReader::new(source, PAGES_PER_CHUNK)?;
+        let mut chunk = 0usize;
         while reader.next_index() < resume.next_page {
-            match reader.skip_chunk()? {
-                Some(d) => digest.push_chunk(&d),
-                None => break,
+            // Chunks the receiver holds: their digests, from memory or by re-reading the pages.
+            let known_digest = known.0.get(chunk).copied();
+            let d = match known_digest {
+                Some(d) => reader.skip_chunk_unread().then_some(d),
+                None => reader.skip_chunk()?,
+            };
+            let Some(d) = d else { break };
+            if known_digest.is_none() {
+                known.0.push(d);
             }
+            digest.push_chunk(&d);
+            chunk += 1;
         }
         if resume.next_page > 0 {
             eprintln!(
@@ -123,6 +165,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
                 durable = self.await_ack(durable).await?;
             }
             digest.push_chunk(&read.chunk.chunk_digest);
+            if known.0.len() == chunk {
+                known.0.push(read.chunk.chunk_digest);
+            }
+            chunk += 1;
             wire_bytes += read.wire_bytes;
             sent_pages += read.chunk.pages.len() as u64;
             self.send(Frame::PageChunk(read.chunk)).await?;

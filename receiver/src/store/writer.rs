@@ -213,6 +213,15 @@ impl DumpWriter {
             writer.bitmap_shas = Some(opened.bitmap_shas);
             writer.journal = Some(opened.journal);
         }
+        // Whatever lies past the durable data was never acknowledged: cut it off, so the file
+        // only ever holds acknowledged pages plus what this session writes.
+        writer
+            .vmcore
+            .set_len(writer.data_end)
+            .map_err(|source| StoreError::Io {
+                path: writer.vmcore_path.clone(),
+                source,
+            })?;
         writer.record.pages_stored = writer.durable_pages;
         writer.record.save(&writer.record_path)?;
         Ok(Some(writer))

@@ -1,0 +1,115 @@
+//! Keeping at it: capped exponential backoff with jitter between attempts, until a deadline.
+
+use std::time::{Duration, Instant, SystemTime};
+
+/// First wait after a failed attempt; doubles up to [`MAX_DELAY`].
+const FIRST_DELAY: Duration = Duration::from_millis(250);
+const MAX_DELAY: Duration = Duration::from_secs(15);
+
+pub struct Backoff {
+    next: Duration,
+    deadline: Instant,
+    rng: u64,
+}
+
+impl Backoff {
+    pub fn new(retry_for: Duration) -> Backoff {
+        // Jitter only needs to differ between hosts rebooting together, not to be secret.
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        Backoff {
+            next: FIRST_DELAY,
+            deadline: Instant::now() + retry_for,
+            rng: seed | 1,
+        }
+    }
+
+    /// The wait before the next attempt, or `None` once the deadline would be passed.
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        // xorshift64
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        // Full jitter over the upper half: [next/2, next).
+        let half = self.next / 2;
+        let jitter = Duration::from_nanos(self.rng % (half.as_nanos() as u64).max(1));
+        let delay = half + jitter;
+        self.next = (self.next * 2).min(MAX_DELAY);
+        (Instant::now() + delay <= self.deadline).then_some(delay)
+    }
+
+    /// Starts over from the shortest wait (after an attempt that made progress).
+    pub fn reset(&mut self) {
+        self.next = FIRST_DELAY;
+    }
+}
+
+/// "30m", "90s", "1h", "1h30m", "0" → a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{text}: expected e.g. 30m, 90s, 1h30m"))?;
+        digits.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(format!("{text}: unknown unit {c:?} (use s, m, h)")),
+        };
+        total = total
+            .checked_add(n.checked_mul(unit).ok_or("too long")?)
+            .ok_or("too long")?;
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "{text}: a unit is needed after {digits} (s, m or h)"
+        ));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+
+    #[test]
+    fn delays_grow_to_the_cap_with_jitter_and_stop_at_the_deadline() {
+        let mut b = Backoff::new(Duration::from_secs(3600));
+        let first = b.next_delay().expect("delay");
+        assert!(first >= FIRST_DELAY / 2 && first < FIRST_DELAY, "{first:?}");
+        let mut last = first;
+        for _ in 0..20 {
+            last = b.next_delay().expect("delay");
+        }
+        assert!(last >= MAX_DELAY / 2 && last < MAX_DELAY, "{last:?}");
+        b.reset();
+        assert!(b.next_delay().expect("delay") < FIRST_DELAY);
+
+        let mut none = Backoff::new(Duration::ZERO);
+        assert_eq!(none.next_delay(), None);
+    }
+}
