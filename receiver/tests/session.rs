@@ -1,0 +1,309 @@
+//! The receiver's session over an in-memory stream (the same code TLS and SSH run): a corrupted
+//! chunk is refused and nothing of it is stored, the next connection resumes at the last durable
+//! chunk, and two connections for one dump never write at once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crashdrop_formats::digest::{sha256, ChunkHasher, DumpDigest};
+use crashdrop_formats::synth::{write_synthetic_vmcore, SynthSpec};
+use crashdrop_formats::ElfVmcore;
+use crashdrop_proto::{
+    BitmapKind, BitmapPiece, DumpId, DumpManifest, ErrorCode, Finish, Frame, FrameCodec, Hello,
+    HostName, PageChunk, PageData, ResumeFrom, ResumeState,
+};
+use crashdrop_receiver::cli::verify::{verify_dir, Verdict};
+use crashdrop_receiver::session::{self, SessionLimits};
+use crashdrop_receiver::store::{DumpStore, StoreCompression};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::DuplexStream;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+const PAGES_PER_CHUNK: u16 = 64;
+
+/// A vmcore cut into wire chunks, like crashdrop-send would send it.
+struct Dump {
+    manifest: DumpManifest,
+    ram: Vec<u8>,
+    dumpable: Vec<u8>,
+    chunks: Vec<PageChunk>,
+    digest: [u8; 32],
+}
+
+fn make_dump(path: &Path) -> Dump {
+    write_synthetic_vmcore(
+        path,
+        &SynthSpec {
+            memory_bytes: 16 << 20,
+            seed: 5,
+            osrelease: "6.1.0-session".into(),
+            crash_time: 1_700_000_000,
+        },
+    )
+    .expect("synthetic vmcore");
+    let vmcore = ElfVmcore::open(path).expect("open vmcore");
+    let ram = vmcore.ram_bitmap();
+    let dumpable = vmcore.file_backed_bitmap();
+    let dump_id = DumpId(vmcore.dump_id(1));
+    let pfns: Vec<u64> = dumpable.iter_ones().collect();
+    let mut digest = DumpDigest::new(
+        &dump_id.0,
+        &sha256(ram.as_bytes()),
+        &sha256(dumpable.as_bytes()),
+    );
+    let mut chunks = Vec::new();
+    for (c, group) in pfns.chunks(usize::from(PAGES_PER_CHUNK)).enumerate() {
+        let mut hasher = ChunkHasher::new();
+        let mut pages = Vec::new();
+        for pfn in group {
+            let mut page = vec![0u8; 4096];
+            vmcore
+                .read_physical(pfn * 4096, &mut page)
+                .expect("read page");
+            hasher.update(&page);
+            if page.iter().all(|&b| b == 0) {
+                pages.push(PageData::Zero);
+            } else {
+                // Raw pages keep the test simple and make a flipped bit land in page content.
+                pages.push(PageData::Raw(Bytes::from(page)));
+            }
+        }
+        let chunk_digest = hasher.finish();
+        digest.push_chunk(&chunk_digest);
+        chunks.push(PageChunk {
+            first_page: (c * usize::from(PAGES_PER_CHUNK)) as u64,
+            chunk_digest,
+            pages,
+        });
+    }
+    let manifest = DumpManifest {
+        dump_id,
+        dump_level: 1,
+        page_size: 4096,
+        max_mapnr: vmcore.max_mapnr(),
+        phys_base: vmcore.phys_base(),
+        crash_time: vmcore.crash_time().unwrap_or(0),
+        nr_cpus: vmcore.nr_cpus(),
+        utsname: Box::new(vmcore.utsname().expect("utsname")),
+        num_dumpable: pfns.len() as u64,
+        pages_per_chunk: PAGES_PER_CHUNK,
+        notes: Bytes::copy_from_slice(vmcore.notes()),
+    };
+    Dump {
+        manifest,
+        ram: ram.as_bytes().to_vec(),
+        dumpable: dumpable.as_bytes().to_vec(),
+        chunks,
+        digest: digest.finish(),
+    }
+}
+
+struct Peer {
+    framed: Framed<DuplexStream, FrameCodec>,
+    server: tokio::task::JoinHandle<Result<session::Outcome, session::SessionError>>,
+}
+
+fn connect(store: &DumpStore, host: &str) -> Peer {
+    let (client, server) = tokio::io::duplex(64 << 10);
+    let host = HostName::parse(host).expect("host");
+    let limits = SessionLimits {
+        idle_timeout: Duration::from_secs(5),
+    };
+    let server = tokio::spawn(session::run(
+        server,
+        host,
+        store.clone(),
+        limits,
+        CancellationToken::new(),
+    ));
+    Peer {
+        framed: Framed::new(client, FrameCodec),
+        server,
+    }
+}
+
+impl Peer {
+    async fn send(&mut self, frame: Frame) {
+        self.framed.send(frame).await.expect("send");
+    }
+
+    async fn next(&mut self) -> Frame {
+        tokio::time::timeout(Duration::from_secs(10), self.framed.next())
+            .await
+            .expect("receiver answered in time")
+            .expect("receiver did not close")
+            .expect("frame decodes")
+    }
+
+    /// Hello + Offer; returns the receiver's answer to the offer.
+    async fn offer(&mut self, dump: &Dump) -> Frame {
+        self.send(Frame::Hello(Hello::new("session-test"))).await;
+        assert!(matches!(self.next().await, Frame::Welcome(_)));
+        self.send(Frame::Offer(dump.manifest.clone())).await;
+        self.next().await
+    }
+
+    async fn send_bitmaps(&mut self, dump: &Dump) {
+        for (bitmap, bytes) in [
+            (BitmapKind::First, &dump.ram),
+            (BitmapKind::Second, &dump.dumpable),
+        ] {
+            self.send(Frame::BitmapPiece(BitmapPiece {
+                bitmap,
+                offset: 0,
+                bytes: Bytes::copy_from_slice(bytes),
+            }))
+            .await;
+        }
+        self.send(Frame::BitmapsDone).await;
+    }
+
+    /// Sends chunks from `first` on and finishes; returns the final frame (Complete or Error).
+    async fn send_rest(&mut self, dump: &Dump, first: usize) -> Frame {
+        for chunk in &dump.chunks[first..] {
+            self.send(Frame::PageChunk(chunk.clone())).await;
+        }
+        self.send(Frame::Finish(Finish {
+            dump_digest: dump.digest,
+        }))
+        .await;
+        loop {
+            match self.next().await {
+                Frame::ChunkAck(_) => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+fn resume_point(frame: Frame) -> ResumeFrom {
+    match frame {
+        Frame::ResumeFrom(r) => r,
+        other => panic!("expected ResumeFrom, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_chunk_is_refused_and_the_next_connection_resumes_after_the_last_good_one() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    assert!(dump.chunks.len() > 4, "need several chunks");
+    let store = DumpStore::open(&work.path().join("store"), StoreCompression::Zstd).expect("store");
+
+    let mut first = connect(&store, "web-1");
+    let resume = resume_point(first.offer(&dump).await);
+    assert_eq!(
+        (resume.state, resume.bitmaps_stored, resume.next_page),
+        (ResumeState::Send, false, 0)
+    );
+    first.send_bitmaps(&dump).await;
+    first.send(Frame::PageChunk(dump.chunks[0].clone())).await;
+    first.send(Frame::PageChunk(dump.chunks[1].clone())).await;
+    // Chunk 2 with one bit flipped in a page that is not zero.
+    let mut bad = dump.chunks[2].clone();
+    let raw = bad
+        .pages
+        .iter_mut()
+        .find_map(|p| match p {
+            PageData::Raw(bytes) => Some(bytes),
+            _ => None,
+        })
+        .expect("chunk 2 has a non-zero page");
+    let mut flipped = raw.to_vec();
+    flipped[1234] ^= 0x10;
+    *raw = Bytes::from(flipped);
+    first.send(Frame::PageChunk(bad)).await;
+    let refusal = loop {
+        match first.next().await {
+            Frame::ChunkAck(_) => continue,
+            other => break other,
+        }
+    };
+    match refusal {
+        Frame::Error(e) => {
+            assert_eq!(e.code, ErrorCode::ChunkCorrupt, "{e:?}");
+            assert!(e.message.contains("digest"), "{}", e.message);
+        }
+        other => panic!("expected ChunkCorrupt, got {other:?}"),
+    }
+    let ended = first.server.await.expect("session task");
+    assert!(ended.is_err(), "the session must end with the refusal");
+
+    // A new connection resumes after chunk 1, the last good one; the bitmaps are kept.
+    let mut second = connect(&store, "web-1");
+    let resume = resume_point(second.offer(&dump).await);
+    assert!(resume.bitmaps_stored);
+    assert_eq!(resume.next_page, 2 * u64::from(PAGES_PER_CHUNK));
+    match second.send_rest(&dump, 2).await {
+        Frame::Complete(c) => assert!(c.location.starts_with("web-1/"), "{}", c.location),
+        other => panic!("expected Complete, got {other:?}"),
+    }
+    let dump_dir = store
+        .root()
+        .join("web-1")
+        .join(DumpStore::dump_dir_name(&dump.manifest));
+    match verify_dir(&dump_dir).expect("verify") {
+        Verdict::Match { pages, .. } => assert_eq!(pages, dump.manifest.num_dumpable),
+        Verdict::Mismatch { why } => panic!("stored dump does not verify: {why}"),
+    }
+
+    // And once complete, the same offer is answered "complete" without taking any pages.
+    let mut third = connect(&store, "web-1");
+    let resume = resume_point(third.offer(&dump).await);
+    assert_eq!(resume.state, ResumeState::Complete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connections_never_write_one_dump_at_once() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let store = DumpStore::open(&work.path().join("store"), StoreCompression::Zstd).expect("store");
+
+    let mut older = connect(&store, "web-2");
+    resume_point(older.offer(&dump).await);
+    let mut newer = connect(&store, "web-2");
+    match newer.offer(&dump).await {
+        Frame::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Busy);
+            assert!(e.code.is_retryable());
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // The same dump id from another host is another host's dump: not blocked, not shared.
+    let mut other_host = connect(&store, "web-3");
+    let resume = resume_point(other_host.offer(&dump).await);
+    assert_eq!(resume.next_page, 0);
+
+    // Once the older connection is gone, a retry takes over.
+    drop(older.framed);
+    let _ = older.server.await;
+    let mut retry = connect(&store, "web-2");
+    let resume = resume_point(retry.offer(&dump).await);
+    assert_eq!(resume.state, ResumeState::Send);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_out_of_order_is_a_protocol_error_and_stores_nothing() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let store = DumpStore::open(&work.path().join("store"), StoreCompression::Zstd).expect("store");
+    let mut peer = connect(&store, "web-4");
+    resume_point(peer.offer(&dump).await);
+    peer.send_bitmaps(&dump).await;
+    peer.send(Frame::PageChunk(dump.chunks[1].clone())).await;
+    match peer.next().await {
+        Frame::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Protocol);
+            assert!(e.message.contains("expected page 0"), "{}", e.message);
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    let mut again = connect(&store, "web-4");
+    let resume = resume_point(again.offer(&dump).await);
+    assert_eq!(
+        resume.next_page, 0,
+        "nothing of the out-of-order chunk was kept"
+    );
+}
