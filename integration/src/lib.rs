@@ -8,6 +8,7 @@
 //! - [`tools`]: whether a judge is installed, and the skip-or-fail policy (`CI=true` fails).
 //! - [`kernel_log`]: comparing kernel logs from different extractors.
 //! - [`test_certs`]: [`TestCerts`], a CA, receiver and host certificates made at test time.
+//! - [`proxy`]: [`FaultProxy`], a TCP proxy that cuts, stalls and corrupts a stream on purpose.
 //! - [`transfer`]: a running receiver, sender commands, and the page-by-page check of a stored dump.
 //!
 //! Run the tests with `cargo test --workspace`: it builds `crashdropd`, `crashdrop-send` and
@@ -20,6 +21,7 @@ pub mod crash;
 pub mod fixtures;
 pub mod kernel_log;
 pub mod makedumpfile;
+pub mod proxy;
 pub mod raw_peer;
 pub mod test_certs;
 pub mod tools;
@@ -31,10 +33,12 @@ pub use crash::{run_crash, run_crash_with_timeout, CrashOutput, CRASH_TIMEOUT};
 pub use fixtures::{decompressed, fixture_dumps, fixture_vmlinux, fixtures_dir, FixtureDump};
 pub use kernel_log::{normalize_log, release_from_log};
 pub use makedumpfile::{makedumpfile_compress, makedumpfile_dump_dmesg};
+pub use proxy::{Fault, FaultProxy, ProxyStats};
 pub use raw_peer::{exchange_plain, Ending, RawPeer, Reply, REPLY_TIMEOUT};
 pub use test_certs::{TestCerts, RECEIVER_NAMES};
 pub use tools::{crash_available, in_ci, makedumpfile_available, require_tools, skip};
 pub use transfer::{
-    assert_sent, compare_with_source, run, sender, sender_as, stored_dumps, Comparison, Receiver,
+    assert_sent, compare_stored, compare_with_source, run, sender, sender_as, sender_to, stored_dumps, Comparison,
+    Receiver,
 };
 pub use workspace::{bin_path, target_dir, workspace_root};

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use crashdrop_certs::CertPaths;
 use crashdrop_formats::kdump::{KdumpReader, PageRead};
-use crashdrop_formats::ElfVmcore;
+use crashdrop_formats::{Bitmap, ElfVmcore};
 
 use crate::child::{listen_addr, spawn_until_line, ChildGuard};
 use crate::test_certs::TestCerts;
@@ -75,9 +75,16 @@ pub fn sender_as(
     vmcore: &Path,
     level: u8,
 ) -> Command {
+    sender_to(&receiver.url(), ca, identity, vmcore, level)
+}
+
+/// A `crashdrop-send` command for any receiver URL (e.g. a proxy's), verifying the receiver's
+/// certificate as `localhost`.
+pub fn sender_to(url: &str, ca: &Path, identity: &CertPaths, vmcore: &Path, level: u8) -> Command {
     let mut cmd = Command::new(bin_path("crashdrop-send"));
     cmd.arg("--receiver")
-        .arg(receiver.url())
+        .arg(url)
+        .args(["--server-name", "localhost"])
         .arg("--ca")
         .arg(ca)
         .arg("--cert")
@@ -140,6 +147,13 @@ pub struct Comparison {
 pub fn compare_with_source(stored: &Path, source: &Path, level: u8) -> Comparison {
     assert!(level <= 1, "compare_with_source handles levels 0 and 1");
     let src = ElfVmcore::open(source).unwrap_or_else(|e| panic!("{e}"));
+    compare_stored(stored, source, level, &src.file_backed_bitmap())
+}
+
+/// [`compare_with_source`] for any dump level: the stored 2nd bitmap must equal `expected`
+/// (the page filter's result for `level`), and every stored page the source's bytes.
+pub fn compare_stored(stored: &Path, source: &Path, level: u8, expected: &Bitmap) -> Comparison {
+    let src = ElfVmcore::open(source).unwrap_or_else(|e| panic!("{e}"));
     let reader = KdumpReader::open(stored).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         !reader.is_incomplete(),
@@ -152,7 +166,7 @@ pub fn compare_with_source(stored: &Path, source: &Path, level: u8) -> Compariso
         "1st bitmap differs from the source's RAM"
     );
     assert!(
-        reader.bitmap2() == &src.file_backed_bitmap(),
+        reader.bitmap2() == expected,
         "2nd bitmap differs from the source's dumpable pages"
     );
     assert_eq!(
@@ -194,17 +208,13 @@ pub fn compare_with_source(stored: &Path, source: &Path, level: u8) -> Compariso
         } else {
             assert!(
                 !shared,
-                "pfn {pfn:#x}: level 0 stores zero pages as their own data"
+                "pfn {pfn:#x}: level {level} stores zero pages as their own data"
             );
         }
         seen.pages += 1;
         seen.zero_pages += u64::from(is_zero);
         seen.shared_zero_block += u64::from(shared);
     }
-    assert_eq!(
-        seen.pages,
-        src.file_backed_bitmap().count_ones(),
-        "pages stored"
-    );
+    assert_eq!(seen.pages, expected.count_ones(), "pages stored");
     seen
 }
