@@ -77,7 +77,11 @@ impl Connection {
                 return;
             }
             Ok(Err(e)) => {
-                warn!(%peer, error = %e, "TLS handshake refused (client certificate missing, expired or not from our CA?); nothing stored");
+                if is_certificate_error(&e) {
+                    warn!(%peer, error = %e, "TLS handshake refused: client certificate missing, expired or not from our CA; nothing stored");
+                } else {
+                    warn!(%peer, error = %e, "TLS handshake failed (not a TLS 1.3 crashdrop sender?); nothing stored");
+                }
                 return;
             }
             Ok(Ok(tls)) => tls,
@@ -103,4 +107,18 @@ impl Connection {
             Err(e) => warn!(error = %e, "session failed"),
         }
     }
+}
+
+/// Whether a failed handshake was about the client's certificate (as opposed to garbage, a
+/// protocol version or a dropped connection).
+fn is_certificate_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(
+            rustls::Error::InvalidCertificate(_)
+                | rustls::Error::NoCertificatesPresented
+                | rustls::Error::InvalidCertRevocationList(_)
+        )
+    )
 }

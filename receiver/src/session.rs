@@ -82,20 +82,29 @@ where
     };
     let result = session.converse(&store).await;
     if let Err(e) = &result {
-        let (code, message) = match e {
-            SessionError::Refused { code, message } => (*code, message.clone()),
-            SessionError::Protocol(ProtocolError::Io(_)) | SessionError::Timeout(_) => {
-                return result
-            }
-            SessionError::Protocol(p) => (ErrorCode::Protocol, p.to_string()),
-            SessionError::Store(s) => (ErrorCode::Storage, format!("receiver storage error: {s}")),
-            SessionError::Peer { .. } => return result,
+        let reply = match e {
+            SessionError::Refused { code, message } => Some((*code, message.clone())),
+            SessionError::Protocol(ProtocolError::Io(_))
+            | SessionError::Timeout(_)
+            | SessionError::Peer { .. } => None,
+            SessionError::Protocol(p) => Some((ErrorCode::Protocol, p.to_string())),
+            // The details (paths, OS errors) are for our log, not for the peer.
+            SessionError::Store(_) => Some((
+                ErrorCode::Storage,
+                "the receiver could not store the dump (disk full or I/O error; see its log)"
+                    .to_owned(),
+            )),
         };
-        // Best effort: the peer may already be gone.
-        let _ = session
-            .send(Frame::Error(ErrorFrame::new(code, message)))
-            .await;
+        if let Some((code, message)) = reply {
+            // Best effort: the peer may already be gone.
+            let _ = session
+                .send(Frame::Error(ErrorFrame::new(code, message)))
+                .await;
+        }
     }
+    // Close cleanly (TLS close_notify) so the peer reads everything we sent.
+    let idle = session.limits.idle_timeout;
+    let _ = tokio::time::timeout(idle, session.framed.close()).await;
     result
 }
 

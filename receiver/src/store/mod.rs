@@ -139,6 +139,8 @@ impl DumpStore {
 
     /// Starts or continues receiving `manifest` from `host`. The manifest must be validated.
     pub fn begin(&self, host: &HostName, manifest: &DumpManifest) -> Result<Begin, WriteError> {
+        // Refuse a bad offer before anything exists on disk for it.
+        writer::check_offer(manifest)?;
         let relative = PathBuf::from(host.as_str()).join(Self::dump_dir_name(manifest));
         let location = relative.display().to_string();
         let dir = self.root.join(&relative);
@@ -181,6 +183,7 @@ impl DumpStore {
             }
             // A failed dump, or one whose transfer settings changed: start it over.
         }
+        let fresh = !dir.exists();
         fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
             path: dir.clone(),
             source,
@@ -188,8 +191,16 @@ impl DumpStore {
         if let Some(host_dir) = dir.parent() {
             sync_dir(host_dir)?;
         }
-        let writer = DumpWriter::create(&dir, &location, host, manifest, self.compression)?;
-        Ok(Begin::Receive(Box::new(writer.with_lease(lease))))
+        match DumpWriter::create(&dir, &location, host, manifest, self.compression) {
+            Ok(writer) => Ok(Begin::Receive(Box::new(writer.with_lease(lease)))),
+            Err(e) => {
+                // Leave no record-less directory behind (we hold the lease on it).
+                if fresh {
+                    let _ = fs::remove_dir_all(&dir);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Every dump in the store, sorted by host then directory name.

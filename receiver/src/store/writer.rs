@@ -163,7 +163,9 @@ impl DumpWriter {
         writer.write_headers()?;
         // The shared zero block sits at the start of the data area (formats.md 2.7).
         let zeros = vec![0u8; writer.page_size];
-        writer.write_at(&zeros, writer.layout.data_offset)?;
+        writer
+            .write_at(&zeros, writer.layout.data_offset)
+            .map_err(too_large_is_invalid)?;
         writer.record.save(&writer.record_path)?;
         Ok(writer)
     }
@@ -657,6 +659,20 @@ impl DumpWriter {
             self.save_record()?;
         }
         Ok(())
+    }
+}
+
+/// A dump whose layout the store's filesystem cannot hold will never fit: refuse it for good
+/// instead of letting the sender retry a storage error forever.
+fn too_large_is_invalid(e: StoreError) -> WriteError {
+    match &e {
+        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::FileTooLarge => {
+            WriteError::rejected(
+                ErrorCode::InvalidManifest,
+                "the offered dump is larger than the receiver's filesystem allows for one file",
+            )
+        }
+        _ => WriteError::Store(e),
     }
 }
 
