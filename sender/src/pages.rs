@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use crashdrop_formats::digest::ChunkHasher;
-use crashdrop_formats::Bitmap;
+use crashdrop_formats::kdump::is_zero_page;
 use crashdrop_proto::{PageChunk, PageData};
 
 use crate::error::SendError;
@@ -52,7 +52,7 @@ impl<'a> ChunkReader<'a> {
     fn take_pfns(&mut self, count: u64) -> Vec<u64> {
         let mut pfns = Vec::with_capacity(count as usize);
         while (pfns.len() as u64) < count {
-            match next_set_bit(&self.source.dumpable, self.next_pfn) {
+            match self.source.dumpable.next_one(self.next_pfn) {
                 Some(pfn) => {
                     pfns.push(pfn);
                     self.next_pfn = pfn + 1;
@@ -83,20 +83,29 @@ impl<'a> ChunkReader<'a> {
         Ok(())
     }
 
-    /// Reads and encodes the next chunk; `None` after the last page.
-    pub fn next_chunk(&mut self) -> Result<Option<ReadChunk>, SendError> {
+    /// Reads the next chunk's pages into the buffer; returns its first index and page count, or
+    /// `None` after the last page.
+    fn read_next(&mut self) -> Result<Option<(u64, usize)>, SendError> {
         let first_page = self.next_index;
         let pfns = self.take_pfns(self.pages_per_chunk);
         if pfns.is_empty() {
             return Ok(None);
         }
         self.read_pages(&pfns)?;
+        Ok(Some((first_page, pfns.len())))
+    }
+
+    /// Reads and encodes the next chunk; `None` after the last page.
+    pub fn next_chunk(&mut self) -> Result<Option<ReadChunk>, SendError> {
+        let Some((first_page, count)) = self.read_next()? else {
+            return Ok(None);
+        };
         let ps = self.source.page_size();
         let mut hasher = ChunkHasher::new();
-        let mut pages = Vec::with_capacity(pfns.len());
+        let mut pages = Vec::with_capacity(count);
         let mut wire_bytes = 0u64;
-        for page in self.buffer[..pfns.len() * ps].chunks_exact(ps) {
-            if is_zero(page) {
+        for page in self.buffer[..count * ps].chunks_exact(ps) {
+            if is_zero_page(page) {
                 hasher.update_zero_page(ps);
                 pages.push(PageData::Zero);
                 continue;
@@ -130,64 +139,14 @@ impl<'a> ChunkReader<'a> {
 
     /// Digest of the next chunk without compressing it (for chunks the receiver already holds).
     pub fn skip_chunk(&mut self) -> Result<Option<[u8; 32]>, SendError> {
-        let pfns = self.take_pfns(self.pages_per_chunk);
-        if pfns.is_empty() {
+        let Some((_, count)) = self.read_next()? else {
             return Ok(None);
-        }
-        self.read_pages(&pfns)?;
+        };
         let ps = self.source.page_size();
         let mut hasher = ChunkHasher::new();
-        for page in self.buffer[..pfns.len() * ps].chunks_exact(ps) {
+        for page in self.buffer[..count * ps].chunks_exact(ps) {
             hasher.update(page);
         }
         Ok(Some(hasher.finish()))
-    }
-}
-
-fn is_zero(page: &[u8]) -> bool {
-    page.chunks_exact(8)
-        .all(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == 0)
-}
-
-/// First set bit at or after `from`, skipping zero bytes quickly.
-fn next_set_bit(bitmap: &Bitmap, from: u64) -> Option<u64> {
-    let bytes = bitmap.as_bytes();
-    let mut byte = usize::try_from(from / 8).ok()?;
-    let mut mask = 0xffu8 << (from % 8);
-    while byte < bytes.len() {
-        let bits = bytes[byte] & mask;
-        if bits != 0 {
-            let n = byte as u64 * 8 + u64::from(bits.trailing_zeros());
-            return (n < bitmap.bits()).then_some(n);
-        }
-        byte += 1;
-        mask = 0xff;
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_set_bit_finds_bits_across_bytes_and_stops_at_the_end() {
-        let mut b = Bitmap::new(40);
-        b.set(3);
-        b.set(17);
-        b.set(39);
-        assert_eq!(next_set_bit(&b, 0), Some(3));
-        assert_eq!(next_set_bit(&b, 4), Some(17));
-        assert_eq!(next_set_bit(&b, 17), Some(17));
-        assert_eq!(next_set_bit(&b, 18), Some(39));
-        assert_eq!(next_set_bit(&b, 40), None);
-    }
-
-    #[test]
-    fn zero_detection_looks_at_every_byte() {
-        let mut page = vec![0u8; 4096];
-        assert!(is_zero(&page));
-        page[4095] = 1;
-        assert!(!is_zero(&page));
     }
 }
