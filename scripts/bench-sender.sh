@@ -14,7 +14,9 @@ work=target/bench
 bin=target/release
 cargo build --release --bins --quiet
 rm -rf "$work" && mkdir -p "$work"
-store=$(mktemp -d /dev/shm/crashdrop-bench-store.XXXXXX)
+# BENCH_STORE_ROOT: where the receiver's store goes (default tmpfs; use a disk for dumps whose
+# stored size would not fit in RAM, e.g. the synthetic 64 GiB machine: about 20 GiB stored).
+store=$(mktemp -d "${BENCH_STORE_ROOT:-/dev/shm}/crashdrop-bench-store.XXXXXX")
 trap 'rm -rf "$store"; kill $receiver 2>/dev/null || true' EXIT
 
 "$bin/crashdrop-certs" init --dir "$work/pki" --receiver-name 127.0.0.1 >/dev/null

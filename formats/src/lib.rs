@@ -10,6 +10,7 @@
 pub mod bitmap;
 pub mod digest;
 pub mod elf;
+pub mod filter;
 pub mod kdump;
 mod le;
 pub mod notes;
@@ -19,6 +20,7 @@ pub mod vmcoreinfo;
 pub use bitmap::{bitmap_byte_len, Bitmap, BitmapError, BitmapRank};
 pub use digest::{dump_id, sha256, ChunkHasher, DumpDigest};
 pub use elf::{ElfError, ElfVmcore, LoadSegment};
+pub use filter::{DumpLevel, FilterError, FilterReport, PageFilter};
 pub use notes::{parse_notes, Note, NoteError, NoteIter, NoteSummary};
 pub use synth::{write_synthetic_vmcore, SynthSpec, SynthSummary};
 pub use vmcoreinfo::VmcoreInfo;

@@ -47,9 +47,11 @@ struct Args {
     /// The ELF crash dump to send.
     #[arg(long, value_name = "FILE", default_value = "/proc/vmcore")]
     vmcore: PathBuf,
-    /// makedumpfile-style dump level: 1 excludes zero pages, 0 sends every page. (Bits 2, 4, 8
-    /// and 16 — cache, user and free pages — are not implemented yet.)
-    #[arg(long, short = 'd', value_name = "N", default_value_t = 1)]
+    /// makedumpfile's dump level (-d), 0..=31: the sum of 1 (zero pages), 2 (page cache
+    /// without private data), 4 (all page cache), 8 (user process data) and 16 (free pages) to
+    /// leave out. Pages are selected exactly as makedumpfile selects them; 31 keeps only kernel
+    /// data, 0 sends every page.
+    #[arg(long, short = 'd', value_name = "N", default_value_t = 31)]
     dump_level: u8,
     /// Keep reconnecting (and resuming where the receiver's durable copy ends) after resets,
     /// timeouts, refused connections and receiver restarts, for this long: e.g. 30m, 2h, 90s, or

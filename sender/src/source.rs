@@ -5,31 +5,15 @@ use std::path::Path;
 
 use bytes::Bytes;
 use crashdrop_formats::digest::{dump_id, sha256};
-use crashdrop_formats::{Bitmap, ElfVmcore};
+use crashdrop_formats::{Bitmap, DumpLevel, ElfVmcore, FilterReport, PageFilter};
 use crashdrop_proto::limits::MAX_NOTES_LEN;
 use crashdrop_proto::{DumpId, DumpManifest};
 
 use crate::error::SendError;
 
-/// Dump-level bits this version can honour: 1 = exclude zero pages (done while sending).
-pub const SUPPORTED_LEVEL_BITS: u8 = 1;
-
-/// Refuses dump levels outside 0..=31 and bits this version cannot honour yet.
-pub fn check_dump_level(dump_level: u8) -> Result<(), SendError> {
-    if dump_level > 31 {
-        return Err(SendError::Vmcore(format!(
-            "--dump-level {dump_level}: must be 0..=31 (makedumpfile's -d)"
-        )));
-    }
-    let unsupported = dump_level & !SUPPORTED_LEVEL_BITS;
-    if unsupported != 0 {
-        return Err(SendError::Vmcore(format!(
-            "--dump-level {dump_level}: excluding cache, user or free pages (bits 2, 4, 8, 16; \
-         here {unsupported}) is not implemented yet; use --dump-level 1 (exclude zero \
-         pages) or 0 (everything)"
-        )));
-    }
-    Ok(())
+/// Refuses dump levels outside 0..=31 (makedumpfile's `-d`).
+pub fn check_dump_level(dump_level: u8) -> Result<DumpLevel, SendError> {
+    DumpLevel::new(dump_level).map_err(|e| SendError::Vmcore(format!("--dump-level: {e}")))
 }
 
 pub struct DumpSource {
@@ -44,7 +28,7 @@ pub struct DumpSource {
 
 impl DumpSource {
     pub fn open(path: &Path, dump_level: u8) -> Result<DumpSource, SendError> {
-        check_dump_level(dump_level)?;
+        let level = check_dump_level(dump_level)?;
         let vmcore = ElfVmcore::open(path).map_err(|e| SendError::Vmcore(e.to_string()))?;
         if vmcore.page_size() != 4096 {
             return Err(SendError::Vmcore(format!(
@@ -61,7 +45,18 @@ impl DumpSource {
             )));
         }
         let ram = vmcore.ram_bitmap();
-        let dumpable = vmcore.file_backed_bitmap();
+        // The 2nd bitmap: RAM minus the pfns past each PT_LOAD's file part, minus what the
+        // level excludes (zero pages stay: they are found while sending).
+        let mut dumpable = vmcore.file_backed_bitmap();
+        let filter = PageFilter::for_vmcore(&vmcore)
+            .apply(level, &mut dumpable)
+            .map_err(|e| {
+                SendError::Vmcore(format!(
+                    "{}: dump level {dump_level}: {e} (--dump-level 0 or 1 sends without page filtering)",
+                    path.display()
+                ))
+            })?;
+        report_filter(path, dump_level, &filter);
         let dump_id = DumpId(dump_id(
             vmcore.elf_header_bytes(),
             vmcore.program_header_bytes(),
@@ -110,5 +105,68 @@ impl DumpSource {
             pages_per_chunk,
             notes: Bytes::copy_from_slice(self.vmcore.notes()),
         }
+    }
+}
+
+/// Says on stderr what the page filter left out, and what it had to keep against makedumpfile's
+/// rules (it never drops a page it cannot justify; makedumpfile would refuse the whole dump when a
+/// struct page is unreadable).
+fn report_filter(path: &Path, dump_level: u8, report: &FilterReport) {
+    let path = path.display();
+    if report.walked || report.free_lists {
+        eprintln!(
+            "dump level {dump_level}: leaving out {} pages (free {}, cache {}, user {}, \
+             hwpoison {}, offline {}, unaccepted {})",
+            report.excluded(),
+            report.free,
+            report.cache,
+            report.user,
+            report.hwpoison,
+            report.offline,
+            report.unaccepted
+        );
+    }
+    if report.unreadable > 0 {
+        eprintln!(
+            "crashdrop-send: warning: {path}: {} pages kept unfiltered: their struct page is not in the dump",
+            report.unreadable
+        );
+    }
+    if report.bad_buddy_orders > 0 {
+        eprintln!(
+            "crashdrop-send: warning: {path}: {} free pages kept: buddy order not below LENGTH(zone.free_area)",
+            report.bad_buddy_orders
+        );
+    }
+    if let Some(why) = &report.skipped_walk {
+        eprintln!("crashdrop-send: warning: {path}: hwpoison/offline pages not looked for: {why}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crashdrop_formats::synth::{write_synthetic_vmcore, SynthSpec};
+
+    #[test]
+    fn a_level_needing_missing_vmcoreinfo_is_refused_by_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("vmcore");
+        let spec = SynthSpec {
+            memory_bytes: 16 << 20,
+            seed: 1,
+            osrelease: "6.1.0-test".into(),
+            crash_time: 1_700_000_000,
+        };
+        write_synthetic_vmcore(&path, &spec).expect("synthetic vmcore");
+        // A synthetic vmcore has no struct page layout: levels 2..31 cannot be honoured.
+        let Err(SendError::Vmcore(message)) = DumpSource::open(&path, 31) else {
+            panic!("level 31 accepted without a mem_map");
+        };
+        assert!(message.contains("SIZE(page)"), "{message}");
+        // Levels 0 and 1 need none of it.
+        let source = DumpSource::open(&path, 1).expect("level 1");
+        assert_eq!(source.dumpable, source.vmcore.file_backed_bitmap());
+        assert!(check_dump_level(32).is_err());
     }
 }
