@@ -105,7 +105,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         }))
         .await?;
         match self.receive().await? {
-            Frame::Welcome(_) => {}
+            Frame::Welcome(w) if w.version == PROTOCOL_VERSION => {}
+            Frame::Welcome(w) => {
+                return Err(SendError::Refused(format!(
+                    "the receiver chose protocol version {}, which this sender never offered                      (it speaks {PROTOCOL_VERSION})",
+                    w.version
+                )))
+            }
             other => return Err(unexpected(&other, "Welcome")),
         }
         let manifest = source.manifest(PAGES_PER_CHUNK);
@@ -119,7 +125,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
             return Ok(Sent::AlreadyComplete);
         }
         if resume.next_page > total_pages
-            || resume.next_page % u64::from(PAGES_PER_CHUNK) != 0 && resume.next_page != total_pages
+            || (resume.next_page % u64::from(PAGES_PER_CHUNK) != 0
+                && resume.next_page != total_pages)
         {
             return Err(SendError::Refused(format!(
                 "receiver asked to resume at page {} of {total_pages}, which is not a chunk boundary",
@@ -162,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         while let Some(read) = reader.next_chunk()? {
             // Keep at most WINDOW chunks unacknowledged.
             while sent_pages - durable >= window_pages {
-                durable = self.await_ack(durable).await?;
+                durable = self.await_ack(durable, sent_pages).await?;
             }
             digest.push_chunk(&read.chunk.chunk_digest);
             if known.0.len() == chunk {
@@ -173,7 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
             sent_pages += read.chunk.pages.len() as u64;
             self.send(Frame::PageChunk(read.chunk)).await?;
             while let Some(Some(frame)) = self.framed.next().now_or_never() {
-                durable = self.on_frame(frame, durable)?;
+                durable = self.on_frame(frame, durable, sent_pages)?;
             }
             progress.update(sent_pages * page_size, false);
         }
@@ -196,17 +203,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         }
     }
 
-    async fn await_ack(&mut self, durable: u64) -> Result<u64, SendError> {
+    async fn await_ack(&mut self, durable: u64, sent_pages: u64) -> Result<u64, SendError> {
         let frame = self.receive().await?;
-        self.on_frame(Ok(frame), durable)
+        self.on_frame(Ok(frame), durable, sent_pages)
     }
 
+    /// The durable page count after `frame`, which must acknowledge only pages sent.
     fn on_frame(
         &self,
         frame: Result<Frame, ProtocolError>,
         durable: u64,
+        sent_pages: u64,
     ) -> Result<u64, SendError> {
         match frame.map_err(|e| connection_error(e, &self.peer))? {
+            Frame::ChunkAck(ack) if ack.durable_pages > sent_pages => {
+                Err(SendError::Refused(format!(
+                    "protocol: the receiver acknowledged {} pages but only {sent_pages} were sent",
+                    ack.durable_pages
+                )))
+            }
             Frame::ChunkAck(ack) => Ok(ack.durable_pages.max(durable)),
             Frame::Error(e) => Err(SendError::from_receiver(e.code, &e.message)),
             other => Err(unexpected(&other, "ChunkAck")),
