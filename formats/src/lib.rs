@@ -9,6 +9,7 @@
 
 pub mod bitmap;
 pub mod digest;
+pub mod dmesg;
 pub mod elf;
 pub mod filter;
 pub mod kdump;

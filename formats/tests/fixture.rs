@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crashdrop_formats::dmesg::{kernel_log, kernel_log_as, Flavor};
 use crashdrop_formats::kdump::{self, KdumpLayout, KdumpMeta, KdumpReader, PageDesc, PageRead};
 use crashdrop_formats::{dump_id, utsname_field, ElfVmcore, LoadSegment, UTSNAME_LEN};
 
@@ -252,8 +253,66 @@ fn fixture_level1_kdump_round_trip() {
         checked += 1;
     }
     assert_eq!(checked, 81_790);
+    // The kernel log reads the same from the kdump file as from the ELF vmcore.
+    if let Some(reference) = fixture_dmesg() {
+        let info = r.vmcoreinfo().expect("vmcoreinfo");
+        let log = kernel_log(&r, &info, r.meta().phys_base).expect("kernel log from kdump");
+        assert!(
+            log == reference,
+            "the kdump file's log differs from dmesg.txt"
+        );
+    }
     eprintln!(
         "level-1 zlib kdump of the fixture: {} bytes, {zero_pages} zero pages",
         std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0)
     );
+}
+
+/// The fixture's `dmesg.txt` (kexec-tools' `vmcore-dmesg` output), if present.
+fn fixture_dmesg() -> Option<Vec<u8>> {
+    let path = fixtures_dir().join("kdump-6.1-cloud/dmesg.txt");
+    match std::fs::read(&path) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            eprintln!("skipping: {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+#[test]
+fn fixture_kernel_log_is_vmcore_dmesg_byte_for_byte() {
+    let Some(path) = fixture_vmcore() else { return };
+    let Some(reference) = fixture_dmesg() else {
+        return;
+    };
+    let v = ElfVmcore::open(&path).expect("open fixture");
+    let log = kernel_log(&v, v.vmcoreinfo(), v.phys_base()).expect("kernel log");
+    if log != reference {
+        let (ours, theirs) = (
+            String::from_utf8_lossy(&log),
+            String::from_utf8_lossy(&reference),
+        );
+        let first = ours.lines().zip(theirs.lines()).position(|(a, b)| a != b);
+        panic!(
+            "{} bytes vs dmesg.txt's {}; first differing line: {first:?}",
+            log.len(),
+            reference.len()
+        );
+    }
+    // makedumpfile 1.7.2's flavor differs only by indenting the continuation lines.
+    let mdf =
+        kernel_log_as(&v, v.vmcoreinfo(), v.phys_base(), Flavor::Makedumpfile).expect("kernel log");
+    let mdf = String::from_utf8(mdf).expect("ASCII");
+    let indented: String = String::from_utf8_lossy(&reference)
+        .lines()
+        .map(|l| {
+            if l.starts_with('[') {
+                format!("{l}\n")
+            } else {
+                format!("{:15}{l}\n", "")
+            }
+        })
+        .collect();
+    assert_eq!(mdf, indented);
 }

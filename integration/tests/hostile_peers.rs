@@ -490,7 +490,9 @@ fn hostile_frames_get_an_error_or_a_close_and_leave_other_dumps_alone() {
     synthetic_vmcore(&vmcore_b, 22);
     let certs = TestCerts::new(&["good-host", "evil-host"]);
     let store = work.path().join("store");
-    let mut receiver = Receiver::start(&store, &certs, &[]);
+    // Random blobs go 16 at a time from one host: lift the per-host session cap (default 4) so
+    // that each blob reaches the session code instead of being turned away as Busy.
+    let mut receiver = Receiver::start(&store, &certs, &["--max-sessions-per-host", "64"]);
 
     // An honest host's dump, stored before the attacks.
     assert_sent(

@@ -1,7 +1,8 @@
 //! The TLS listener: accepts connections, authenticates hosts, and runs one session each.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -18,12 +19,63 @@ use crate::tls::host_identity;
 /// Time a peer gets to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Sessions per host, so that one host (say, a compromised one) cannot take every session slot
+/// and keep other hosts' capture kernels waiting until their dumps are lost.
+#[derive(Clone)]
+pub struct HostSessions {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    limit: usize,
+}
+
+/// One session of a host; released on drop.
+pub struct HostSlot {
+    host: String,
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl HostSessions {
+    pub fn new(limit: usize) -> HostSessions {
+        HostSessions {
+            counts: Arc::default(),
+            limit,
+        }
+    }
+
+    /// A slot for `host`, unless it already has `limit` sessions.
+    pub fn try_enter(&self, host: &str) -> Option<HostSlot> {
+        let mut counts = self.counts.lock().ok()?;
+        let count = counts.entry(host.to_owned()).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(HostSlot {
+            host: host.to_owned(),
+            counts: self.counts.clone(),
+        })
+    }
+}
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counts.lock() {
+            if let Some(count) = counts.get_mut(&self.host) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&self.host);
+                }
+            }
+        }
+    }
+}
+
 /// A bound TLS listener and what its sessions share.
 pub struct Acceptor {
     pub listener: TcpListener,
     pub tls: TlsAcceptor,
     pub store: DumpStore,
     pub sessions: Arc<Semaphore>,
+    pub host_sessions: HostSessions,
     pub limits: SessionLimits,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
@@ -50,6 +102,7 @@ impl Acceptor {
                 tls: self.tls.clone(),
                 store: self.store.clone(),
                 sessions: self.sessions.clone(),
+                host_sessions: self.host_sessions.clone(),
                 limits: self.limits.clone(),
                 shutdown: self.shutdown.clone(),
             };
@@ -64,6 +117,7 @@ struct Connection {
     tls: TlsAcceptor,
     store: DumpStore,
     sessions: Arc<Semaphore>,
+    host_sessions: HostSessions,
     limits: SessionLimits,
     shutdown: CancellationToken,
 }
@@ -94,6 +148,15 @@ impl Connection {
             }
         };
         tracing::Span::current().record("host", host.as_str());
+        let Some(_slot) = self.host_sessions.try_enter(host.as_str()) else {
+            warn!(%host, "this host already has its maximum of sessions; refusing another (it will retry)");
+            let _ = session::refuse_busy(
+                tls,
+                "this host already has the maximum number of sessions; retry shortly",
+            )
+            .await;
+            return;
+        };
         let Ok(_permit) = self.sessions.clone().try_acquire_owned() else {
             warn!(%host, "too many sessions; refusing this one (the sender will retry)");
             let _ =
@@ -121,4 +184,26 @@ fn is_certificate_error(e: &std::io::Error) -> bool {
                 | rustls::Error::InvalidCertRevocationList(_)
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostSessions;
+
+    #[test]
+    fn each_host_gets_its_own_quota_and_slots_come_back() {
+        let sessions = HostSessions::new(2);
+        let a1 = sessions.try_enter("a").expect("first");
+        let _a2 = sessions.try_enter("a").expect("second");
+        assert!(
+            sessions.try_enter("a").is_none(),
+            "third session of one host"
+        );
+        assert!(
+            sessions.try_enter("b").is_some(),
+            "another host is not affected"
+        );
+        drop(a1);
+        assert!(sessions.try_enter("a").is_some(), "a slot freed on drop");
+    }
 }

@@ -1,7 +1,9 @@
 //! One sender's conversation, over any authenticated byte stream (TLS today, SSH later).
 //!
-//! The session owns at most one [`DumpWriter`]; every file operation runs on the blocking pool so
-//! a slow disk never stalls other sessions' I/O. The host identity comes from the transport.
+//! The session owns at most one [`DumpWriter`]; file operations run under
+//! `tokio::task::block_in_place`, so a slow disk never stalls other sessions' I/O. That requires
+//! the multi-thread runtime (`crashdropd serve` builds one; tests use `flavor = "multi_thread"`).
+//! The host identity comes from the transport.
 
 use std::time::Duration;
 
@@ -200,7 +202,7 @@ where
             };
             let frame = match ready {
                 Some(Some(frame)) => frame?,
-                Some(None) => None.ok_or(eof())?,
+                Some(None) => return Err(eof()),
                 None => {
                     if unacked > 0 {
                         let durable = on_disk(|| writer.commit()).map_err(refused)?;

@@ -12,7 +12,7 @@ fn help_lists_the_subcommands() {
     let out = crashdropd().arg("--help").output().expect("run crashdropd");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["serve", "list", "verify"] {
+    for sub in ["serve", "list", "verify", "dmesg"] {
         assert!(text.contains(sub), "{text}");
     }
 }
@@ -29,18 +29,20 @@ fn serve_without_a_store_names_the_missing_flag() {
 }
 
 #[test]
-fn verify_refuses_paths_that_leave_the_store() {
+fn verify_and_dmesg_refuse_paths_that_leave_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = crashdropd()
-        .arg("verify")
-        .arg("--store")
-        .arg(dir.path())
-        .arg("../etc")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("HOST/DUMP"), "{err}");
+    for sub in ["verify", "dmesg"] {
+        let out = crashdropd()
+            .arg(sub)
+            .arg("--store")
+            .arg(dir.path())
+            .arg("../etc")
+            .output()
+            .expect("run");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("HOST/DUMP"), "{sub}: {err}");
+    }
 }
 
 #[test]

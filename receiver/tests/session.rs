@@ -307,3 +307,77 @@ async fn a_chunk_out_of_order_is_a_protocol_error_and_stores_nothing() {
         "nothing of the out-of-order chunk was kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_whose_headers_never_reached_the_disk_is_rewritten_on_resume() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let store = DumpStore::open(&work.path().join("store"), StoreCompression::Zstd).expect("store");
+    let dump_dir = store
+        .root()
+        .join("web-5")
+        .join(DumpStore::dump_dir_name(&dump.manifest));
+
+    let mut first = connect(&store, "web-5");
+    resume_point(first.offer(&dump).await);
+    drop(first.framed);
+    let _ = first.server.await;
+    // A power loss before the headers were written back: the file is empty.
+    std::fs::File::create(dump_dir.join("vmcore")).expect("truncate vmcore");
+
+    let mut second = connect(&store, "web-5");
+    let resume = resume_point(second.offer(&dump).await);
+    assert_eq!((resume.bitmaps_stored, resume.next_page), (false, 0));
+    second.send_bitmaps(&dump).await;
+    match second.send_rest(&dump, 0).await {
+        Frame::Complete(_) => {}
+        other => panic!("expected Complete, got {other:?}"),
+    }
+    match verify_dir(&dump_dir).expect("verify") {
+        Verdict::Match { .. } => {}
+        Verdict::Mismatch { why } => panic!("{why}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_claims_more_than_the_file_holds_restarts_the_transfer() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let store = DumpStore::open(&work.path().join("store"), StoreCompression::Zstd).expect("store");
+    let dump_dir = store
+        .root()
+        .join("web-6")
+        .join(DumpStore::dump_dir_name(&dump.manifest));
+
+    let mut first = connect(&store, "web-6");
+    resume_point(first.offer(&dump).await);
+    first.send_bitmaps(&dump).await;
+    for chunk in &dump.chunks[..3] {
+        first.send(Frame::PageChunk(chunk.clone())).await;
+    }
+    drop(first.framed);
+    let _ = first.server.await;
+    // The file lost its tail (say, a filesystem that did not keep it), the journal did not.
+    let vmcore = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dump_dir.join("vmcore"))
+        .expect("open");
+    vmcore.set_len(8192).expect("cut");
+
+    let mut second = connect(&store, "web-6");
+    let resume = resume_point(second.offer(&dump).await);
+    assert_eq!(
+        (resume.bitmaps_stored, resume.next_page),
+        (false, 0),
+        "must start over"
+    );
+    second.send_bitmaps(&dump).await;
+    match second.send_rest(&dump, 0).await {
+        Frame::Complete(_) => {}
+        other => panic!("expected Complete, got {other:?}"),
+    }
+    match verify_dir(&dump_dir).expect("verify") {
+        Verdict::Match { .. } => {}
+        Verdict::Mismatch { why } => panic!("{why}"),
+    }
+}

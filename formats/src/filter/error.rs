@@ -2,6 +2,7 @@
 
 use super::translate::Unmapped;
 use crate::elf::ElfError;
+use crate::kdump::KdumpError;
 
 /// A failure to read physical memory through [`super::PhysicalMemory`].
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +13,15 @@ pub enum MemoryError {
     /// Reading the vmcore file failed.
     #[error(transparent)]
     Elf(#[from] ElfError),
+    /// A kdump-compressed file describes the page as RAM but the dump level excluded it.
+    #[error("physical page {pfn:#x} was excluded from the dump (dump level)")]
+    Excluded { pfn: u64 },
+    /// A kdump-compressed file's descriptor for the page was never written (incomplete dump).
+    #[error("physical page {pfn:#x} was never written to the dump (incomplete dump)")]
+    Lost { pfn: u64 },
+    /// Reading or decoding a kdump-compressed file failed.
+    #[error(transparent)]
+    Kdump(Box<KdumpError>),
 }
 
 /// Why a dump level's 2nd bitmap could not be computed. Every variant that comes from missing

@@ -1,10 +1,12 @@
 //! `PhysicalMemory`: where the page filter reads the crashed kernel's memory from.
 //!
-//! A trait because two real sources exist: the ELF `/proc/vmcore` ([`ElfVmcore`]) and the
-//! in-memory machine images the unit tests build by hand.
+//! A trait because real sources differ: the ELF `/proc/vmcore` ([`ElfVmcore`]), a stored
+//! kdump-compressed file ([`KdumpReader`], for the kernel log) and the in-memory machine images
+//! the unit tests build by hand.
 
 use super::error::MemoryError;
 use crate::elf::ElfVmcore;
+use crate::kdump::{KdumpReader, PageRead};
 
 /// Physical memory of the crashed machine.
 pub trait PhysicalMemory {
@@ -29,5 +31,39 @@ impl PhysicalMemory for ElfVmcore {
             at = at.saturating_add(page);
         }
         Ok(self.read_physical(paddr, buf)?)
+    }
+}
+
+impl PhysicalMemory for KdumpReader {
+    /// Reads page by page (2.7): a page the dump does not describe, excluded by the dump level, or
+    /// never written is an error for the whole read.
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len() as u64;
+        let page = u64::from(self.meta().block_size);
+        if page == 0 || paddr.checked_add(len).is_none() {
+            return Err(MemoryError::NotInDump { paddr, len });
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = paddr + done as u64;
+            let pfn = at / page;
+            let in_page = (at % page) as usize;
+            let n = (page as usize - in_page).min(buf.len() - done);
+            let data = match self
+                .read_page(pfn)
+                .map_err(|e| MemoryError::Kdump(Box::new(e)))?
+            {
+                PageRead::Data(data) => data,
+                PageRead::NotInDump => return Err(MemoryError::NotInDump { paddr, len }),
+                PageRead::Excluded => return Err(MemoryError::Excluded { pfn }),
+                PageRead::Lost => return Err(MemoryError::Lost { pfn }),
+            };
+            let src = data
+                .get(in_page..in_page + n)
+                .ok_or(MemoryError::NotInDump { paddr, len })?;
+            buf[done..done + n].copy_from_slice(src);
+            done += n;
+        }
+        Ok(())
     }
 }

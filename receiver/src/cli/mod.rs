@@ -1,9 +1,13 @@
-//! Command-line interface: `serve`, `list`, `verify`.
+//! Command-line interface: `serve`, `list`, `verify`, `dmesg`.
 
+pub mod dmesg;
 pub mod list;
 pub mod serve;
 pub mod verify;
 
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 /// crashdropd receives Linux kernel crash dumps from crashdrop-send over mutual TLS and stores
@@ -23,4 +27,19 @@ pub enum Command {
     List(list::ListArgs),
     /// Re-read a stored dump and check it against its recorded digest (exit 0 only if it matches).
     Verify(verify::VerifyArgs),
+    /// Print the crashed kernel's log, read from a stored dump (as vmcore-dmesg prints it).
+    Dmesg(dmesg::DmesgArgs),
+}
+
+/// `store/HOST/DUMP` for a dump named as `crashdropd list` prints it; anything but two plain
+/// path components is refused.
+pub fn dump_dir(store: &Path, dump: &str) -> anyhow::Result<PathBuf> {
+    let relative = Path::new(dump);
+    let normal = relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    if !normal || relative.components().count() != 2 {
+        bail!("{dump}: expected HOST/DUMP as printed by `crashdropd list`");
+    }
+    Ok(store.join(relative))
 }

@@ -22,7 +22,8 @@ use crate::store::{DumpStore, StoreCompression};
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML file with the same settings as the flags (keys: store, tls_listen, tls_cert, tls_key,
-    /// client_ca, store_compression, max_sessions, idle_timeout_secs). Flags override it.
+    /// client_ca, store_compression, max_sessions, max_sessions_per_host, idle_timeout_secs).
+    /// Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory that holds the dumps: STORE/<host>/<crash time>-<dump id>/.
@@ -49,6 +50,9 @@ pub struct ServeArgs {
     /// Sessions served at once; further senders are told to retry. Default 64.
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,
+    /// Sessions one host may hold at once, so no host can starve the others. Default 4.
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_host: Option<usize>,
     /// Drop a sender silent for this many seconds (its dump stays resumable). Default 60.
     #[arg(long, value_name = "SECS")]
     pub idle_timeout_secs: Option<u64>,
@@ -66,6 +70,7 @@ struct ConfigFile {
     client_ca: Option<PathBuf>,
     store_compression: Option<StoreCompression>,
     max_sessions: Option<usize>,
+    max_sessions_per_host: Option<usize>,
     idle_timeout_secs: Option<u64>,
 }
 
@@ -79,6 +84,7 @@ pub struct ServeConfig {
     pub client_ca: PathBuf,
     pub store_compression: StoreCompression,
     pub max_sessions: usize,
+    pub max_sessions_per_host: usize,
     pub idle_timeout: Duration,
 }
 
@@ -126,6 +132,11 @@ impl ServeConfig {
                 .or(file.store_compression)
                 .unwrap_or(StoreCompression::Zstd),
             max_sessions,
+            max_sessions_per_host: args
+                .max_sessions_per_host
+                .or(file.max_sessions_per_host)
+                .unwrap_or(4)
+                .max(1),
             idle_timeout: Duration::from_secs(
                 args.idle_timeout_secs
                     .or(file.idle_timeout_secs)
@@ -167,6 +178,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let sessions = Arc::new(Semaphore::new(config.max_sessions));
+    let host_sessions = crate::acceptor::HostSessions::new(config.max_sessions_per_host);
     let limits = SessionLimits {
         idle_timeout: config.idle_timeout,
     };
@@ -187,6 +199,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             tls: tokio_rustls::TlsAcceptor::from(tls.clone()),
             store: store.clone(),
             sessions: sessions.clone(),
+            host_sessions: host_sessions.clone(),
             limits: limits.clone(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),

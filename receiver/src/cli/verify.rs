@@ -1,6 +1,6 @@
 //! `crashdropd verify`: recompute a stored dump's whole-dump digest from the file on disk.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -21,17 +21,7 @@ pub struct VerifyArgs {
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let relative = Path::new(&args.dump);
-    let normal = relative
-        .components()
-        .all(|c| matches!(c, Component::Normal(_)));
-    if !normal || relative.components().count() != 2 {
-        bail!(
-            "{}: expected HOST/DUMP as printed by `crashdropd list`",
-            args.dump
-        );
-    }
-    let dir = args.store.join(relative);
+    let dir = super::dump_dir(&args.store, &args.dump)?;
     match verify_dir(&dir)? {
         Verdict::Match { pages, digest } => {
             println!("OK {}: {pages} pages, digest {digest}", args.dump);

@@ -2,10 +2,11 @@
 //! stored dump safe from every other session.
 //!
 //! Layout: `STORE/<host>/<UTC crash time>-<first 12 hex of DumpId>/` holding `vmcore` (the
-//! kdump-compressed file), `dump.json` (its [`DumpRecord`]) and, while in transfer, `progress`
-//! (the [`ProgressJournal`]). The host directory comes only from the authenticated transport
+//! kdump-compressed file), `dump.json` (its [`DumpRecord`]), once complete `dmesg.txt` (the
+//! crashed kernel's log) and, while in transfer, `progress` (the [`ProgressJournal`]). The host directory comes only from the authenticated transport
 //! identity, never from anything the peer says.
 
+mod kernel_log;
 mod progress;
 mod record;
 mod writer;
@@ -17,6 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use crashdrop_proto::{DumpManifest, HostName};
 
+pub use kernel_log::{
+    extract_in_background, read_kernel_log, record_kernel_log, KernelLogError, KERNEL_LOG_FILE,
+};
 pub use progress::{ChunkRecord, ProgressJournal};
 pub use record::{crash_time_dir_name, now_rfc3339, DumpRecord, DumpState};
 pub use writer::{to_hex, DumpWriter, WriteError};
@@ -60,6 +64,19 @@ pub enum StoreError {
     Corrupt { path: PathBuf, why: String },
     #[error("{}: {why}", path.display())]
     Format { path: PathBuf, why: String },
+}
+
+/// Creates a directory (and missing parents) accessible to its owner only.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 /// fsyncs a directory so that a rename or a new file in it survives a crash.
@@ -184,10 +201,7 @@ impl DumpStore {
             // A failed dump, or one whose transfer settings changed: start it over.
         }
         let fresh = !dir.exists();
-        fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        create_private_dir(&dir)?;
         if let Some(host_dir) = dir.parent() {
             sync_dir(host_dir)?;
         }

@@ -6,7 +6,7 @@
 //! crash mid-append) is ignored and cut off on reopen.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -28,8 +28,10 @@ pub struct OpenedJournal {
     pub journal: ProgressJournal,
     /// SHA-256 of the 1st and 2nd bitmaps.
     pub bitmap_shas: [[u8; 32]; 2],
-    /// Every whole record, in chunk order.
-    pub records: Vec<ChunkRecord>,
+    /// Whole records: chunks durably stored.
+    pub chunks: u64,
+    /// The last whole record.
+    pub last: Option<ChunkRecord>,
 }
 
 /// The journal file, open for appending.
@@ -46,6 +48,7 @@ impl ProgressJournal {
         bitmap1_sha256: &[u8; 32],
         bitmap2_sha256: &[u8; 32],
     ) -> Result<ProgressJournal, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let io = |source| StoreError::Io {
             path: path.to_owned(),
             source,
@@ -55,6 +58,7 @@ impl ProgressJournal {
             .truncate(true)
             .read(true)
             .write(true)
+            .mode(0o600)
             .open(path)
             .map_err(io)?;
         let mut header = Vec::with_capacity(HEADER_LEN as usize);
@@ -73,60 +77,73 @@ impl ProgressJournal {
         })
     }
 
-    /// Opens an existing journal; returns it with the bitmaps' digests and every whole record.
+    /// Opens an existing journal: its header and last record only, so that reopening costs the
+    /// same for any size of dump. A torn last record is cut off.
     pub fn open(path: &Path) -> Result<OpenedJournal, StoreError> {
         let io = |source| StoreError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(io)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io)?;
-        let corrupt = |why: &str| StoreError::Corrupt {
-            path: path.to_owned(),
-            why: why.to_owned(),
-        };
-        let (header, body) = bytes
-            .split_at_checked(HEADER_LEN as usize)
-            .ok_or_else(|| corrupt("shorter than its header"))?;
-        if &header[..32] != MAGIC {
-            return Err(corrupt("not a crashdrop progress journal (bad magic)"));
-        }
-        let mut shas = [[0u8; 32]; 2];
-        shas[0].copy_from_slice(&header[32..64]);
-        shas[1].copy_from_slice(&header[64..96]);
-        let records: Vec<ChunkRecord> = body
-            .chunks_exact(RECORD_LEN as usize)
-            .map(|r| {
-                let mut digest = [0u8; 32];
-                digest.copy_from_slice(&r[..32]);
-                let mut end = [0u8; 8];
-                end.copy_from_slice(&r[32..40]);
-                ChunkRecord {
-                    digest,
-                    data_end: u64::from_le_bytes(end),
-                }
-            })
-            .collect();
-        let len = HEADER_LEN + RECORD_LEN * records.len() as u64;
-        if len != bytes.len() as u64 {
+        let bitmap_shas = read_header(&file, path)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let chunks = file_len.saturating_sub(HEADER_LEN) / RECORD_LEN;
+        let len = HEADER_LEN + RECORD_LEN * chunks;
+        if len != file_len {
             // A torn record from a crash mid-append: it was never acknowledged, drop it.
             file.set_len(len).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
+        let last = match chunks {
+            0 => None,
+            n => {
+                let mut bytes = [0u8; RECORD_LEN as usize];
+                file.read_exact_at(&mut bytes, HEADER_LEN + RECORD_LEN * (n - 1))
+                    .map_err(io)?;
+                Some(decode_record(&bytes))
+            }
+        };
         Ok(OpenedJournal {
             journal: ProgressJournal {
                 file,
                 path: path.to_owned(),
                 len,
             },
-            bitmap_shas: shas,
-            records,
+            bitmap_shas,
+            chunks,
+            last,
         })
+    }
+
+    /// Calls `f` on every whole record in order, reading the file in bounded windows.
+    pub fn for_each_record(
+        path: &Path,
+        mut f: impl FnMut(&ChunkRecord),
+    ) -> Result<u64, StoreError> {
+        let io = |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        read_header(&file, path)?;
+        file.seek(SeekFrom::Start(HEADER_LEN)).map_err(io)?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let mut bytes = [0u8; RECORD_LEN as usize];
+        let mut count = 0u64;
+        loop {
+            match reader.read_exact(&mut bytes) {
+                Ok(()) => {
+                    f(&decode_record(&bytes));
+                    count += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(count),
+                Err(e) => return Err(io(e)),
+            }
+        }
     }
 
     /// Appends records and makes them durable.
@@ -147,6 +164,35 @@ impl ProgressJournal {
         self.file.sync_data().map_err(io)?;
         self.len += bytes.len() as u64;
         Ok(())
+    }
+}
+
+/// Checks the magic; returns the bitmaps' digests.
+fn read_header(file: &File, path: &Path) -> Result<[[u8; 32]; 2], StoreError> {
+    let corrupt = |why: &str| StoreError::Corrupt {
+        path: path.to_owned(),
+        why: why.to_owned(),
+    };
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|_| corrupt("shorter than its header"))?;
+    if &header[..32] != MAGIC {
+        return Err(corrupt("not a crashdrop progress journal (bad magic)"));
+    }
+    let mut shas = [[0u8; 32]; 2];
+    shas[0].copy_from_slice(&header[32..64]);
+    shas[1].copy_from_slice(&header[64..96]);
+    Ok(shas)
+}
+
+fn decode_record(bytes: &[u8; RECORD_LEN as usize]) -> ChunkRecord {
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(&bytes[..32]);
+    let mut end = [0u8; 8];
+    end.copy_from_slice(&bytes[32..40]);
+    ChunkRecord {
+        digest,
+        data_end: u64::from_le_bytes(end),
     }
 }
 
@@ -175,13 +221,15 @@ mod tests {
 
         let mut opened = ProgressJournal::open(&path).expect("open");
         assert_eq!(opened.bitmap_shas, [[1; 32], [2; 32]]);
-        assert_eq!(opened.records, vec![record(1), record(2)]);
+        assert_eq!((opened.chunks, opened.last), (2, Some(record(2))));
         opened
             .journal
             .append(&[record(3)])
             .expect("append after reopen");
-        let reopened = ProgressJournal::open(&path).expect("reopen");
-        assert_eq!(reopened.records, vec![record(1), record(2), record(3)]);
+        let mut all = Vec::new();
+        let count = ProgressJournal::for_each_record(&path, |r| all.push(*r)).expect("read all");
+        assert_eq!(count, 3);
+        assert_eq!(all, vec![record(1), record(2), record(3)]);
     }
 
     #[test]

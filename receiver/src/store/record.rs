@@ -59,6 +59,13 @@ pub struct DumpRecord {
     pub created: String,
     pub updated: String,
     pub sessions: u32,
+    /// `dmesg.txt` once the kernel log was extracted from the complete dump (absent from older
+    /// records).
+    #[serde(default)]
+    pub kernel_log: Option<String>,
+    /// Why the kernel log could not be extracted, if it could not.
+    #[serde(default)]
+    pub kernel_log_error: Option<String>,
 }
 
 impl DumpRecord {
@@ -85,7 +92,16 @@ impl DumpRecord {
             source,
         })?;
         text.push(b'\n');
-        let mut file = fs::File::create(&tmp).map_err(io)?;
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io)?
+        };
         file.write_all(&text).map_err(io)?;
         file.sync_all().map_err(io)?;
         fs::rename(&tmp, path).map_err(io)?;
@@ -152,9 +168,19 @@ mod tests {
             created: now_rfc3339(),
             updated: now_rfc3339(),
             sessions: 1,
+            kernel_log: None,
+            kernel_log_error: None,
         };
         record.save(&path).expect("save");
         assert_eq!(DumpRecord::load(&path).expect("load"), record);
+        // A record written before `kernel_log` existed still loads.
+        let mut old: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        let fields = old.as_object_mut().expect("object");
+        fields.remove("kernel_log");
+        fields.remove("kernel_log_error");
+        std::fs::write(&path, old.to_string()).expect("write");
+        assert_eq!(DumpRecord::load(&path).expect("old record"), record);
         std::fs::write(&path, "{").expect("write");
         let err = DumpRecord::load(&path).expect_err("corrupt record must not load");
         assert!(err.to_string().contains("dump.json"), "{err}");

@@ -1,6 +1,6 @@
 //! `DumpWriter`: turns one verified stream of bitmaps and page chunks into a kdump-compressed file.
 //!
-//! The file is laid out as soon as the offer arrives (formats.md 2.1): headers with the
+//! The file is laid out as soon as the offer arrives (the shared docs/formats.md 2.1): headers with the
 //! incomplete flag, then both bitmaps as they arrive, then one descriptor per dumpable page and
 //! the page data in arrival order. A chunk is checked against its digest before a byte of it is
 //! written; it becomes durable (and may be acknowledged) only at [`DumpWriter::commit`].
@@ -103,6 +103,10 @@ pub struct DumpWriter {
     data_end: u64,
     record: DumpRecord,
     last_record_save: Instant,
+    /// Set when an fsync failed: the kernel may have dropped the dirty pages and a second fsync
+    /// can succeed without writing them, so nothing written since the last durable point may
+    /// ever be journalled. The next session resends from there.
+    sync_failed: bool,
     _lease: Option<Lease>,
 }
 
@@ -116,24 +120,18 @@ impl DumpWriter {
         compression: StoreCompression,
     ) -> Result<DumpWriter, WriteError> {
         let layout = check_offer(manifest)?;
-        let vmcore_path = dir.join("vmcore");
-        let vmcore = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&vmcore_path)
-            .map_err(|source| StoreError::Io {
-                path: vmcore_path.clone(),
-                source,
-            })?;
+        // An old journal must be gone (durably) before the file it describes is truncated, or a
+        // crash in between would let it vouch for pages the new file does not hold.
         let progress_path = dir.join("progress");
         if progress_path.exists() {
             std::fs::remove_file(&progress_path).map_err(|source| StoreError::Io {
                 path: progress_path.clone(),
                 source,
             })?;
+            sync_dir(dir)?;
         }
+        let vmcore_path = dir.join("vmcore");
+        let vmcore = open_private(&vmcore_path, true)?;
         let now = now_rfc3339();
         let record = DumpRecord {
             host: host.as_str().to_owned(),
@@ -158,14 +156,13 @@ impl DumpWriter {
             created: now.clone(),
             updated: now,
             sessions: 1,
+            kernel_log: None,
+            kernel_log_error: None,
         };
         let writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
-        writer.write_headers()?;
-        // The shared zero block sits at the start of the data area (formats.md 2.7).
-        let zeros = vec![0u8; writer.page_size];
-        writer
-            .write_at(&zeros, writer.layout.data_offset)
-            .map_err(too_large_is_invalid)?;
+        writer.write_layout()?;
+        // dump.json only ever describes a file whose headers are on disk.
+        writer.sync()?;
         writer.record.save(&writer.record_path)?;
         Ok(writer)
     }
@@ -188,33 +185,45 @@ impl DumpWriter {
         if !same_settings || !vmcore_path.is_file() {
             return Ok(None);
         }
-        let vmcore = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&vmcore_path)
-            .map_err(|source| StoreError::Io {
-                path: vmcore_path.clone(),
-                source,
-            })?;
+        let vmcore = open_private(&vmcore_path, false)?;
         record.sessions = record.sessions.saturating_add(1);
         let mut writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
         if writer.progress_path.exists() {
             let opened = ProgressJournal::open(&writer.progress_path)?;
-            let chunks = opened.records.len() as u64;
-            let durable = chunks
+            let data_start = writer.data_end;
+            let file_len = writer
+                .vmcore
+                .metadata()
+                .map_err(|source| StoreError::Io {
+                    path: writer.vmcore_path.clone(),
+                    source,
+                })?
+                .len();
+            let data_end = opened.last.map_or(data_start, |r| r.data_end);
+            let durable = opened
+                .chunks
                 .saturating_mul(writer.pages_per_chunk)
                 .min(manifest.num_dumpable);
-            writer.data_end = opened
-                .records
-                .last()
-                .map(|r| r.data_end)
-                .unwrap_or(writer.data_end);
+            if data_end < data_start || data_end > file_len {
+                // The journal claims data the file does not hold: trust neither, start over.
+                tracing::warn!(
+                    location,
+                    data_end,
+                    file_len,
+                    "progress journal inconsistent with vmcore; receiving this dump again from the start"
+                );
+                return Ok(None);
+            }
+            writer.data_end = data_end;
             writer.next_page = durable;
             writer.durable_pages = durable;
             writer.bitmap_cursor = BitmapCursor::Done;
             writer.bitmap_shas = Some(opened.bitmap_shas);
             writer.journal = Some(opened.journal);
         }
+        // The headers depend only on the manifest and the recorded compression: rewrite them, in
+        // case the first session died before they reached the disk.
+        writer.write_layout()?;
         // Whatever lies past the durable data was never acknowledged: cut it off, so the file
         // only ever holds acknowledged pages plus what this session writes.
         writer
@@ -288,6 +297,7 @@ impl DumpWriter {
             data_end,
             record,
             last_record_save: Instant::now(),
+            sync_failed: false,
             _lease: None,
         })
     }
@@ -325,6 +335,16 @@ impl DumpWriter {
             path: self.vmcore_path.clone(),
             source,
         })
+    }
+
+    /// Headers (with the incomplete flag), sub header, notes and the shared zero block at the
+    /// start of the data area (the shared docs/docs/formats.md 2.7): everything that depends only on the offer.
+    fn write_layout(&self) -> Result<(), WriteError> {
+        self.write_headers()?;
+        let zeros = vec![0u8; self.page_size];
+        self.write_at(&zeros, self.layout.data_offset)
+            .map_err(too_large_is_invalid)?;
+        Ok(())
     }
 
     fn write_headers(&self) -> Result<(), WriteError> {
@@ -518,6 +538,13 @@ impl DumpWriter {
                 }
                 PageData::Zstd(bytes) => {
                     wire_bytes += bytes.len() as u64;
+                    if bytes.len() >= self.page_size {
+                        // Stored as sent, it would break readers' size <= block_size rule.
+                        return Err(corrupt(format!(
+                            "page {index}: zstd page of {} bytes is not smaller than a page",
+                            bytes.len()
+                        )));
+                    }
                     let page = kdump::decompress_page(kdump::FLAG_ZSTD, bytes, self.page_size)
                         .map_err(|e| corrupt(format!("page {index}: {e}")))?;
                     hasher.update(&page);
@@ -563,10 +590,19 @@ impl DumpWriter {
 
     /// Makes every written chunk durable; returns the page count now safe to acknowledge.
     pub fn commit(&mut self) -> Result<u64, WriteError> {
+        if self.sync_failed {
+            return Err(WriteError::internal(
+                "an earlier fsync of this dump failed; reconnect to resume from the last durable chunk",
+            ));
+        }
         if self.pending.is_empty() {
             return Ok(self.durable_pages);
         }
-        self.sync()?;
+        if let Err(e) = self.sync() {
+            self.sync_failed = true;
+            self.pending.clear();
+            return Err(e.into());
+        }
         let journal = self
             .journal
             .as_mut()
@@ -600,14 +636,11 @@ impl DumpWriter {
             ));
         }
         self.commit()?;
-        let shas = self
-            .bitmap_shas
-            .ok_or_else(|| WriteError::internal("finish without bitmaps"))?;
-        let journal = ProgressJournal::open(&self.progress_path)?;
+        let shas = self.bitmap_shas.ok_or_else(|| {
+            WriteError::rejected(ErrorCode::Protocol, "Finish before the bitmaps")
+        })?;
         let mut digest = DumpDigest::new(&self.dump_id.0, &shas[0], &shas[1]);
-        for r in &journal.records {
-            digest.push_chunk(&r.digest);
-        }
+        ProgressJournal::for_each_record(&self.progress_path, |r| digest.push_chunk(&r.digest))?;
         let ours = digest.finish();
         if &ours != dump_digest {
             let why = "whole-dump digest mismatch: the stored pages are not the sender's";
@@ -636,6 +669,8 @@ impl DumpWriter {
         })?;
         if let Some(dir) = self.progress_path.parent() {
             sync_dir(dir)?;
+            // The dump is complete and durable; its kernel log can only add to it (off this thread).
+            super::extract_in_background(dir, &self.location);
         }
         Ok(Complete {
             stored_bytes,
@@ -652,7 +687,7 @@ impl DumpWriter {
 
     /// Makes what was written durable and records it, when a session ends early.
     pub fn suspend(&mut self) -> Result<(), WriteError> {
-        if self.journal.is_some() {
+        if self.journal.is_some() && !self.sync_failed {
             self.commit()?;
         }
         if self.record.state == DumpState::Receiving {
@@ -660,6 +695,22 @@ impl DumpWriter {
         }
         Ok(())
     }
+}
+
+/// Opens a store file readable by its owner only: crash dumps hold kernel memory, keys included.
+fn open_private(path: &Path, truncate: bool) -> Result<File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .truncate(truncate)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// A dump whose layout the store's filesystem cannot hold will never fit: refuse it for good

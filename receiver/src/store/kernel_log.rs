@@ -1,0 +1,107 @@
+//! The crashed kernel's log, extracted from a stored dump's `vmcore` into `dmesg.txt` beside it
+//! once the dump is complete (formats.md section 6), and recorded in `dump.json`.
+//!
+//! Extraction only adds to a complete dump: it runs on its own thread after the sender has been
+//! told the dump is complete, and a failure is logged and recorded, never returned. If the
+//! receiver stops before it finishes, `dump.json` names no log (and a `dmesg.txt.tmp` may be
+//! left); `crashdropd dmesg` still reads the log from the stored file.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crashdrop_formats::dmesg::{kernel_log, DmesgError};
+use crashdrop_formats::kdump::{KdumpError, KdumpReader};
+use tracing::{info, warn};
+
+use super::{sync_dir, DumpRecord, StoreError};
+
+/// The file the log is written to, beside `vmcore`.
+pub const KERNEL_LOG_FILE: &str = "dmesg.txt";
+
+/// Why a stored dump's kernel log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelLogError {
+    /// The stored file could not be opened as a kdump-compressed file.
+    #[error(transparent)]
+    Open(#[from] KdumpError),
+    /// The stored file carries no VMCOREINFO.
+    #[error("{}: no VMCOREINFO in the stored notes", path.display())]
+    NoVmcoreinfo { path: PathBuf },
+    /// The log's structures could not be read (names the VMCOREINFO key or the read).
+    #[error(transparent)]
+    Dmesg(#[from] DmesgError),
+    /// Writing `dmesg.txt` or `dump.json` failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The kernel log of the kdump-compressed file at `vmcore`, as `vmcore-dmesg` prints it.
+pub fn read_kernel_log(vmcore: &Path) -> Result<Vec<u8>, KernelLogError> {
+    let reader = KdumpReader::open(vmcore)?;
+    let info = reader
+        .vmcoreinfo()
+        .ok_or_else(|| KernelLogError::NoVmcoreinfo {
+            path: vmcore.to_owned(),
+        })?;
+    Ok(kernel_log(&reader, &info, reader.meta().phys_base)?)
+}
+
+/// Extracts the log of the complete dump in `dir` on a thread of its own; see [`record_kernel_log`].
+pub fn extract_in_background(dir: &Path, location: &str) {
+    let (dir, owned) = (dir.to_owned(), location.to_owned());
+    let spawned = std::thread::Builder::new()
+        .name("kernel-log".into())
+        .spawn(move || record_kernel_log(&dir, &owned));
+    if let Err(e) = spawned {
+        warn!(%location, error = %e, "kernel log not extracted: cannot start a thread");
+    }
+}
+
+/// Writes `dir/dmesg.txt` from `dir/vmcore` (temp file, fsync, rename) and records the outcome
+/// in `dir/dump.json`: `kernel_log` names the file, or `kernel_log_error` says why there is none.
+/// Failures are logged as warnings.
+pub fn record_kernel_log(dir: &Path, location: &str) {
+    let outcome = read_kernel_log(&dir.join("vmcore")).and_then(|log| {
+        write_durably(&dir.join(KERNEL_LOG_FILE), &log)?;
+        Ok(log.len())
+    });
+    let record_path = dir.join("dump.json");
+    let saved = DumpRecord::load(&record_path).and_then(|mut record| {
+        match &outcome {
+            Ok(_) => {
+                record.kernel_log = Some(KERNEL_LOG_FILE.to_owned());
+                record.kernel_log_error = None;
+            }
+            Err(e) => {
+                record.kernel_log = None;
+                record.kernel_log_error = Some(e.to_string());
+            }
+        }
+        record.save(&record_path)
+    });
+    match outcome {
+        Ok(bytes) => info!(%location, bytes, "kernel log extracted"),
+        Err(e) => warn!(%location, error = %e, "kernel log not extracted"),
+    }
+    if let Err(e) = saved {
+        warn!(%location, error = %e, "could not record the kernel log in dump.json");
+    }
+}
+
+/// Temp file, fsync, rename, fsync the directory.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("txt.tmp");
+    let mut file = fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
