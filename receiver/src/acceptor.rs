@@ -19,6 +19,10 @@ use crate::tls::host_identity;
 /// Time a peer gets to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// TLS handshakes in progress at once, per listener. Unauthenticated peers must not be able to
+/// hold unbounded sockets and memory; past this, new connections are closed at once.
+const MAX_HANDSHAKES: usize = 256;
+
 /// Sessions per host, so that one host (say, a compromised one) cannot take every session slot
 /// and keep other hosts' capture kernels waiting until their dumps are lost.
 #[derive(Clone)]
@@ -84,6 +88,7 @@ pub struct Acceptor {
 impl Acceptor {
     /// Accepts until shutdown; each connection runs on its own task, tracked for draining.
     pub async fn run(self) {
+        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         loop {
             let accepted = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -98,6 +103,10 @@ impl Acceptor {
                     continue;
                 }
             };
+            let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+                warn!(%peer, "too many TLS handshakes in progress; connection closed");
+                continue;
+            };
             let connection = Connection {
                 tls: self.tls.clone(),
                 store: self.store.clone(),
@@ -108,7 +117,7 @@ impl Acceptor {
             };
             let span = tracing::info_span!("session", %peer, host = tracing::field::Empty);
             self.tracker
-                .spawn(connection.serve(stream, peer).instrument(span));
+                .spawn(connection.serve(stream, peer, handshake).instrument(span));
         }
     }
 }
@@ -123,7 +132,12 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
+    async fn serve(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        handshake: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let _ = stream.set_nodelay(true);
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.accept(stream)).await {
             Err(_) => {
@@ -140,6 +154,7 @@ impl Connection {
             }
             Ok(Ok(tls)) => tls,
         };
+        drop(handshake);
         let host = match host_identity(tls.get_ref().1.peer_certificates()) {
             Ok(host) => host,
             Err(e) => {

@@ -307,7 +307,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut framed = Framed::new(stream, FrameCodec);
-    framed
+    // Take the sender's Hello first (briefly): closing with its bytes unread would make the
+    // kernel answer with a reset that can swallow our message.
+    let _ = tokio::time::timeout(Duration::from_secs(5), framed.next()).await;
+    let answer = framed
         .send(Frame::Error(ErrorFrame::new(ErrorCode::Busy, message)))
-        .await
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), framed.close()).await;
+    answer
 }

@@ -178,14 +178,20 @@ impl DumpStore {
         if record_path.exists() {
             let record = DumpRecord::load(&record_path)?;
             if record.dump_id != manifest.dump_id.to_hex() {
-                return Err(WriteError::Store(StoreError::Corrupt {
-                    path: record_path,
-                    why: format!(
-                        "belongs to dump {}, not to the offered {} (DumpId prefix collision); \
-                         move the directory aside to receive the new dump",
-                        record.dump_id, manifest.dump_id
+                // Permanent until an operator acts: not a retryable storage error.
+                tracing::error!(
+                    path = %record_path.display(),
+                    stored = %record.dump_id,
+                    offered = %manifest.dump_id,
+                    "DumpId prefix collision; move the directory aside to receive the new dump"
+                );
+                return Err(WriteError::rejected(
+                    crashdrop_proto::ErrorCode::InvalidManifest,
+                    format!(
+                        "{location} already holds another dump with the same id prefix; \
+                         the receiver's operator must move it aside"
                     ),
-                }));
+                ));
             }
             if record.state == DumpState::Complete {
                 return Ok(Begin::Complete {
