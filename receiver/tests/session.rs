@@ -178,6 +178,12 @@ impl Peer {
     }
 }
 
+fn assert_verifies(dump_dir: &Path) {
+    if let Verdict::Mismatch { why } = verify_dir(dump_dir).expect("verify") {
+        panic!("stored dump does not verify: {why}");
+    }
+}
+
 fn resume_point(frame: Frame) -> ResumeFrom {
     match frame {
         Frame::ResumeFrom(r) => r,
@@ -329,14 +335,11 @@ async fn a_dump_whose_headers_never_reached_the_disk_is_rewritten_on_resume() {
     let resume = resume_point(second.offer(&dump).await);
     assert_eq!((resume.bitmaps_stored, resume.next_page), (false, 0));
     second.send_bitmaps(&dump).await;
-    match second.send_rest(&dump, 0).await {
-        Frame::Complete(_) => {}
-        other => panic!("expected Complete, got {other:?}"),
-    }
-    match verify_dir(&dump_dir).expect("verify") {
-        Verdict::Match { .. } => {}
-        Verdict::Mismatch { why } => panic!("{why}"),
-    }
+    assert!(matches!(
+        second.send_rest(&dump, 0).await,
+        Frame::Complete(_)
+    ));
+    assert_verifies(&dump_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,12 +375,9 @@ async fn a_journal_that_claims_more_than_the_file_holds_restarts_the_transfer() 
         "must start over"
     );
     second.send_bitmaps(&dump).await;
-    match second.send_rest(&dump, 0).await {
-        Frame::Complete(_) => {}
-        other => panic!("expected Complete, got {other:?}"),
-    }
-    match verify_dir(&dump_dir).expect("verify") {
-        Verdict::Match { .. } => {}
-        Verdict::Mismatch { why } => panic!("{why}"),
-    }
+    assert!(matches!(
+        second.send_rest(&dump, 0).await,
+        Frame::Complete(_)
+    ));
+    assert_verifies(&dump_dir);
 }
