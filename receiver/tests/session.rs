@@ -254,6 +254,17 @@ async fn a_corrupted_chunk_is_refused_and_the_next_connection_resumes_after_the_
         Verdict::Match { pages, .. } => assert_eq!(pages, dump.manifest.num_dumpable),
         Verdict::Mismatch { why } => panic!("stored dump does not verify: {why}"),
     }
+    // Dumps hold kernel memory: only the receiver's user may read them.
+    use std::os::unix::fs::PermissionsExt;
+    for path in [
+        dump_dir.clone(),
+        dump_dir.join("vmcore"),
+        dump_dir.join("dump.json"),
+    ] {
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        let private = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, private, "{} is mode {mode:o}", path.display());
+    }
 
     // And once complete, the same offer is answered "complete" without taking any pages.
     let mut third = connect(&store, "web-1");

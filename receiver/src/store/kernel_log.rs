@@ -6,15 +6,13 @@
 //! receiver stops before it finishes, `dump.json` names no log (and a `dmesg.txt.tmp` may be
 //! left); `crashdropd dmesg` still reads the log from the stored file.
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crashdrop_formats::dmesg::{kernel_log, DmesgError};
 use crashdrop_formats::kdump::{KdumpError, KdumpReader};
 use tracing::{info, warn};
 
-use super::{sync_dir, DumpRecord, StoreError};
+use super::{write_durably, DumpRecord, StoreError};
 
 /// The file the log is written to, beside `vmcore`.
 pub const KERNEL_LOG_FILE: &str = "dmesg.txt";
@@ -87,21 +85,4 @@ pub fn record_kernel_log(dir: &Path, location: &str) {
     if let Err(e) = saved {
         warn!(%location, error = %e, "could not record the kernel log in dump.json");
     }
-}
-
-/// Temp file, fsync, rename, fsync the directory.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let io = |source| StoreError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let tmp = path.with_extension("txt.tmp");
-    let mut file = fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
 }

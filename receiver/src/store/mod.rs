@@ -12,7 +12,8 @@ mod record;
 mod writer;
 
 use std::collections::HashSet;
-use std::fs;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -77,6 +78,42 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
             path: dir.to_owned(),
             source,
         })
+}
+
+/// Opens a store file readable by its owner only: crash dumps hold kernel memory, keys included.
+pub(super) fn open_private(path: &Path, truncate: bool) -> Result<File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .truncate(truncate)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Replaces `path` with `bytes` atomically and durably: a private temp file beside it, fsync,
+/// rename, fsync the directory.
+pub(super) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = open_private(&tmp, true)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// fsyncs a directory so that a rename or a new file in it survives a crash.
@@ -157,7 +194,7 @@ impl DumpStore {
     /// Starts or continues receiving `manifest` from `host`. The manifest must be validated.
     pub fn begin(&self, host: &HostName, manifest: &DumpManifest) -> Result<Begin, WriteError> {
         // Refuse a bad offer before anything exists on disk for it.
-        writer::check_offer(manifest)?;
+        let layout = writer::check_offer(manifest)?;
         let relative = PathBuf::from(host.as_str()).join(Self::dump_dir_name(manifest));
         let location = relative.display().to_string();
         let dir = self.root.join(&relative);
@@ -200,7 +237,8 @@ impl DumpStore {
                 });
             }
             if record.state == DumpState::Receiving {
-                if let Some(writer) = DumpWriter::resume(&dir, &location, record, manifest)? {
+                if let Some(writer) = DumpWriter::resume(&dir, &location, record, manifest, layout)?
+                {
                     return Ok(Begin::Receive(Box::new(writer.with_lease(lease))));
                 }
             }
@@ -211,7 +249,7 @@ impl DumpStore {
         if let Some(host_dir) = dir.parent() {
             sync_dir(host_dir)?;
         }
-        match DumpWriter::create(&dir, &location, host, manifest, self.compression) {
+        match DumpWriter::create(&dir, &location, host, manifest, layout, self.compression) {
             Ok(writer) => Ok(Begin::Receive(Box::new(writer.with_lease(lease)))),
             Err(e) => {
                 // Leave no record-less directory behind (we hold the lease on it).

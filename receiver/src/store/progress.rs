@@ -48,19 +48,11 @@ impl ProgressJournal {
         bitmap1_sha256: &[u8; 32],
         bitmap2_sha256: &[u8; 32],
     ) -> Result<ProgressJournal, StoreError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let io = |source| StoreError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
+        let mut file = super::open_private(path, true)?;
         let mut header = Vec::with_capacity(HEADER_LEN as usize);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(bitmap1_sha256);

@@ -1,7 +1,6 @@
 //! `dump.json`: the human- and script-readable record of one stored dump.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -82,33 +81,12 @@ impl DumpRecord {
 
     /// Writes the record atomically and durably: temp file, fsync, rename, fsync the directory.
     pub fn save(&self, path: &Path) -> Result<(), StoreError> {
-        let io = |source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let tmp = path.with_extension("json.tmp");
         let mut text = serde_json::to_vec_pretty(self).map_err(|source| StoreError::BadRecord {
             path: path.to_owned(),
             source,
         })?;
         text.push(b'\n');
-        let mut file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io)?
-        };
-        file.write_all(&text).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        fs::rename(&tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            super::sync_dir(dir)?;
-        }
-        Ok(())
+        super::write_durably(path, &text)
     }
 }
 

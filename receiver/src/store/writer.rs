@@ -5,7 +5,7 @@
 //! the page data in arrival order. A chunk is checked against its digest before a byte of it is
 //! written; it becomes durable (and may be acknowledged) only at [`DumpWriter::commit`].
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,8 +20,8 @@ use crashdrop_proto::{
 use sha2::{Digest, Sha256};
 
 use super::{
-    now_rfc3339, sync_dir, ChunkRecord, DumpRecord, DumpState, Lease, ProgressJournal,
-    StoreCompression, StoreError,
+    now_rfc3339, open_private, sync_dir, ChunkRecord, DumpRecord, DumpState, Lease,
+    ProgressJournal, StoreCompression, StoreError,
 };
 
 /// Why a write did not happen: the peer's fault (answered with an error frame) or ours.
@@ -111,15 +111,15 @@ pub struct DumpWriter {
 }
 
 impl DumpWriter {
-    /// Creates the dump's files from scratch.
+    /// Creates the dump's files from scratch, for an offer `check_offer` accepted with `layout`.
     pub fn create(
         dir: &Path,
         location: &str,
         host: &HostName,
         manifest: &DumpManifest,
+        layout: KdumpLayout,
         compression: StoreCompression,
     ) -> Result<DumpWriter, WriteError> {
-        let layout = check_offer(manifest)?;
         // An old journal must be gone (durably) before the file it describes is truncated, or a
         // crash in between would let it vouch for pages the new file does not hold.
         let progress_path = dir.join("progress");
@@ -174,8 +174,8 @@ impl DumpWriter {
         location: &str,
         mut record: DumpRecord,
         manifest: &DumpManifest,
+        layout: KdumpLayout,
     ) -> Result<Option<DumpWriter>, WriteError> {
-        let layout = check_offer(manifest)?;
         let same_settings = record.page_size == manifest.page_size
             && record.max_mapnr == manifest.max_mapnr
             && record.pages == manifest.num_dumpable
@@ -695,22 +695,6 @@ impl DumpWriter {
         }
         Ok(())
     }
-}
-
-/// Opens a store file readable by its owner only: crash dumps hold kernel memory, keys included.
-fn open_private(path: &Path, truncate: bool) -> Result<File, StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .create(true)
-        .truncate(truncate)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        })
 }
 
 /// A dump whose layout the store's filesystem cannot hold will never fit: refuse it for good
