@@ -1,27 +1,41 @@
 //! The TLS listener: accepts connections, authenticates hosts, and runs one session each.
+//!
+//! Unauthenticated connections are admitted through a [`HandshakeTable`] (per-source caps,
+//! eviction of the oldest), get [`CLIENT_HELLO_TIMEOUT`] to send a ClientHello and
+//! [`HANDSHAKE_TIMEOUT`] in all, and whatever they cause is logged through a [`LogLimiter`].
+//! After every handshake, resumed or not, the host is checked against the policy in force.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crashdrop_proto::ErrorCode;
+use rustls::HandshakeKind;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
+use crate::handshakes::{Admission, HandshakeTable, HandshakeTicket, Source};
+use crate::host_policy::HostRefusal;
+use crate::log_limit::{LogLimiter, LOG_INTERVAL};
+use crate::refusal::{self, Refusals};
+use crate::reload::Reloadable;
 use crate::session::{self, Outcome, SessionLimits};
 use crate::store::DumpStore;
-use crate::tls::host_identity;
+use crate::tls::{TlsSetupError, TlsState};
 
-/// Time a peer gets to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Time a peer gets to send its whole ClientHello after connecting. Honest senders send it at
+/// once; this is what a silent connection can cost.
+pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// TLS handshakes in progress at once, per listener. Unauthenticated peers must not be able to
-/// hold unbounded sockets and memory; past this, new connections are closed at once.
-const MAX_HANDSHAKES: usize = 256;
+/// Time a peer gets to complete the whole TLS handshake after connecting.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sessions per host, so that one host (say, a compromised one) cannot take every session slot
 /// and keep other hosts' capture kernels waiting until their dumps are lost.
@@ -76,11 +90,17 @@ impl Drop for HostSlot {
 /// A bound TLS listener and what its sessions share.
 pub struct Acceptor {
     pub listener: TcpListener,
-    pub tls: TlsAcceptor,
+    /// The TLS configuration and host policy, replaced on SIGHUP.
+    pub tls: Arc<Reloadable<TlsState, TlsSetupError>>,
     pub store: DumpStore,
     pub sessions: Arc<Semaphore>,
     pub host_sessions: HostSessions,
     pub limits: SessionLimits,
+    /// Connections still in their handshake (shared by every listener).
+    pub handshakes: HandshakeTable,
+    /// Slots for answering Busy or revoked senders.
+    pub refusals: Refusals,
+    pub log: Arc<LogLimiter>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -88,24 +108,43 @@ pub struct Acceptor {
 impl Acceptor {
     /// Accepts until shutdown; each connection runs on its own task, tracked for draining.
     pub async fn run(self) {
-        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let mut summary = tokio::time::interval(LOG_INTERVAL);
+        summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let accepted = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
+                _ = summary.tick() => {
+                    log_suppressed(&self.log);
+                    continue;
+                }
                 accepted = self.listener.accept() => accepted,
             };
             let (stream, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
+                    if self.log.allow("accept failed") {
+                        warn!(error = %e, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
-            let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-                warn!(%peer, "too many TLS handshakes in progress; connection closed");
-                continue;
+            let ticket = match self.handshakes.admit(Source::of(peer.ip())) {
+                Admission::SourceFull => {
+                    if self.log.allow("source at its handshake cap") {
+                        warn!(%peer, "too many TLS handshakes in progress from this address; new connection closed");
+                    }
+                    continue;
+                }
+                Admission::Admitted { ticket, evicted } => {
+                    if let Some(evicted) = evicted {
+                        if self.log.allow("handshake evicted") {
+                            warn!(%peer, ?evicted, "handshake limit reached: closed an older unauthenticated connection to make room");
+                        }
+                    }
+                    ticket
+                }
             };
             let connection = Connection {
                 tls: self.tls.clone(),
@@ -113,76 +152,171 @@ impl Acceptor {
                 sessions: self.sessions.clone(),
                 host_sessions: self.host_sessions.clone(),
                 limits: self.limits.clone(),
+                refusals: self.refusals.clone(),
+                log: self.log.clone(),
                 shutdown: self.shutdown.clone(),
             };
             let span = tracing::info_span!("session", %peer, host = tracing::field::Empty);
             self.tracker
-                .spawn(connection.serve(stream, peer, handshake).instrument(span));
+                .spawn(connection.serve(stream, peer, ticket).instrument(span));
         }
     }
 }
 
+/// One line per kind of event that [`LogLimiter`] kept out of the log since the last call.
+fn log_suppressed(log: &LogLimiter) {
+    for (kind, count) in log.take_suppressed() {
+        warn!(
+            kind,
+            count,
+            "{count} more events \"{kind}\" in the last {}s (not logged one by one)",
+            LOG_INTERVAL.as_secs()
+        );
+    }
+}
+
 struct Connection {
-    tls: TlsAcceptor,
+    tls: Arc<Reloadable<TlsState, TlsSetupError>>,
     store: DumpStore,
     sessions: Arc<Semaphore>,
     host_sessions: HostSessions,
     limits: SessionLimits,
+    refusals: Refusals,
+    log: Arc<LogLimiter>,
     shutdown: CancellationToken,
 }
 
 impl Connection {
-    async fn serve(
-        self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        handshake: tokio::sync::OwnedSemaphorePermit,
-    ) {
-        let _ = stream.set_nodelay(true);
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.accept(stream)).await {
-            Err(_) => {
-                warn!(%peer, "TLS handshake timed out; connection dropped");
-                return;
-            }
-            Ok(Err(e)) => {
-                if is_certificate_error(&e) {
-                    warn!(%peer, error = %e, "TLS handshake refused: client certificate missing, expired or not from our CA; nothing stored");
-                } else {
-                    warn!(%peer, error = %e, "TLS handshake failed (not a TLS 1.3 crashdrop sender?); nothing stored");
-                }
-                return;
-            }
-            Ok(Ok(tls)) => tls,
+    async fn serve(self, stream: TcpStream, peer: SocketAddr, ticket: HandshakeTicket) {
+        let Some(tls) = self.handshake(stream, peer, ticket).await else {
+            return;
         };
-        drop(handshake);
-        let host = match host_identity(tls.get_ref().1.peer_certificates()) {
+        let resumed = tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+        // The policy in force now, not at the ClientHello: a SIGHUP may have come in between.
+        // Resumed sessions were never shown to the certificate verifier: this is their check.
+        let host = match self
+            .tls
+            .get()
+            .policy
+            .admit_peer(tls.get_ref().1.peer_certificates())
+        {
             Ok(host) => host,
-            Err(e) => {
-                warn!(%peer, error = %e, "client certificate refused; nothing stored");
+            Err(refusal) => {
+                if self.log.allow("host refused after the handshake") {
+                    warn!(%peer, resumed, error = %refusal, "host refused; nothing stored");
+                }
+                let message = match &refusal {
+                    HostRefusal::Revoked(_) => "this host's certificate is revoked on the receiver; enrol the host again with a new certificate".to_owned(),
+                    other => format!("this host's certificate is refused: {other}"),
+                };
+                self.refuse(tls, ErrorCode::Protocol, &message).await;
                 return;
             }
         };
         tracing::Span::current().record("host", host.as_str());
         let Some(_slot) = self.host_sessions.try_enter(host.as_str()) else {
-            warn!(%host, "this host already has its maximum of sessions; refusing another (it will retry)");
-            let _ = session::refuse_busy(
+            if self.log.allow("busy: host at its session cap") {
+                warn!(%host, "this host already has its maximum of sessions; refusing another (it will retry)");
+            }
+            self.refuse(
                 tls,
+                ErrorCode::Busy,
                 "this host already has the maximum number of sessions; retry shortly",
             )
             .await;
             return;
         };
         let Ok(_permit) = self.sessions.clone().try_acquire_owned() else {
-            warn!(%host, "too many sessions; refusing this one (the sender will retry)");
-            let _ =
-                session::refuse_busy(tls, "receiver is at its session limit; retry shortly").await;
+            if self.log.allow("busy: receiver at its session limit") {
+                warn!(%host, "too many sessions; refusing this one (the sender will retry)");
+            }
+            self.refuse(
+                tls,
+                ErrorCode::Busy,
+                "receiver is at its session limit; retry shortly",
+            )
+            .await;
             return;
         };
-        info!(%host, "host authenticated");
+        info!(%host, resumed, "host authenticated");
         match session::run(tls, host, self.store, self.limits, self.shutdown).await {
             Ok(Outcome::Completed { location }) => info!(%location, "session done: dump complete"),
             Ok(outcome) => info!(?outcome, "session done"),
             Err(e) => warn!(error = %e, "session failed"),
+        }
+    }
+
+    /// The TLS handshake under its deadlines, or `None` (logged, rate-limited) if it did not
+    /// finish: no ClientHello in time, not TLS, refused certificate, timeout, or evicted.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        ticket: HandshakeTicket,
+    ) -> Option<TlsStream<TcpStream>> {
+        let _ = stream.set_nodelay(true);
+        let started = Instant::now();
+        let lazy = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+        let start = tokio::select! {
+            // Logged (rate-limited) where the eviction was decided.
+            _ = ticket.evicted() => return None,
+            hello = tokio::time::timeout_at(started + CLIENT_HELLO_TIMEOUT, lazy) => match hello {
+                Ok(Ok(start)) => start,
+                Err(_) => {
+                    if self.log.allow("no ClientHello in time") {
+                        warn!(%peer, "no TLS ClientHello within {}s; connection closed", CLIENT_HELLO_TIMEOUT.as_secs());
+                    }
+                    return None;
+                }
+                Ok(Err(e)) => {
+                    if self.log.allow("not TLS") {
+                        warn!(%peer, error = %e, "TLS handshake failed (not a TLS 1.3 crashdrop sender?); nothing stored");
+                    }
+                    return None;
+                }
+            },
+        };
+        ticket.hello_received();
+        let config = self.tls.get().config.clone();
+        let accept = start.into_stream(config);
+        let result = tokio::select! {
+            _ = ticket.evicted() => return None,
+            result = tokio::time::timeout_at(started + HANDSHAKE_TIMEOUT, accept) => result,
+        };
+        match result {
+            Ok(Ok(tls)) => Some(tls),
+            Err(_) => {
+                if self.log.allow("TLS handshake timed out") {
+                    warn!(%peer, "TLS handshake not finished within {}s; connection dropped", HANDSHAKE_TIMEOUT.as_secs());
+                }
+                None
+            }
+            Ok(Err(e)) if is_certificate_error(&e) => {
+                if self.log.allow("client certificate refused") {
+                    warn!(%peer, error = %e, "TLS handshake refused: client certificate missing, expired, revoked or not from our CA; nothing stored");
+                }
+                None
+            }
+            Ok(Err(e)) => {
+                if self.log.allow("not TLS") {
+                    warn!(%peer, error = %e, "TLS handshake failed (not a TLS 1.3 crashdrop sender?); nothing stored");
+                }
+                None
+            }
+        }
+    }
+
+    /// Answers `Error(code, message)` from one of the few refusal slots, or just closes.
+    async fn refuse(&self, tls: TlsStream<TcpStream>, code: ErrorCode, message: &str) {
+        match self.refusals.try_slot() {
+            Some(_slot) => refusal::refuse(tls, code, message).await,
+            None => {
+                if self.log.allow("refusal slots full") {
+                    warn!(
+                        "every refusal slot is busy: closing without an answer (the sender retries)"
+                    );
+                }
+            }
         }
     }
 }

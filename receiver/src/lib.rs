@@ -3,6 +3,12 @@
 
 pub mod acceptor;
 pub mod cli;
+pub mod handshakes;
+pub mod host_policy;
+pub mod log_limit;
+pub mod refusal;
+pub mod reload;
+pub mod revocation;
 pub mod session;
 pub mod store;
 pub mod tls;

@@ -1,14 +1,18 @@
-//! TLS 1.3 with a mandatory client certificate, and the host identity it proves.
+//! TLS 1.3 with a mandatory client certificate, and the host identity it proves: the rustls
+//! configuration built (and rebuilt on SIGHUP) from the receiver's files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crashdrop_proto::HostName;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 use x509_parser::extensions::GeneralName;
+
+use crate::host_policy::{HostPolicy, PolicyVerifier};
+use crate::revocation::{RevocationError, RevocationList};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -34,6 +38,15 @@ pub enum TlsSetupError {
         path: std::path::PathBuf,
         source: rustls::server::VerifierBuilderError,
     },
+    #[error("client_crl {}: cannot read CRLs: {source}", path.display())]
+    Crl {
+        path: std::path::PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("client_crl {}: contains no CRL (-----BEGIN X509 CRL-----)", path.display())]
+    NoCrls { path: std::path::PathBuf },
+    #[error(transparent)]
+    Revocation(#[from] RevocationError),
     #[error("receiver certificate {} / key {}: {source}", cert.display(), key.display())]
     Config {
         cert: std::path::PathBuf,
@@ -81,39 +94,120 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     })
 }
 
-/// The receiver's TLS configuration: TLS 1.3 only, client certificate required and verified
-/// against `client_ca` (validity period included).
+/// The files the receiver's TLS policy is built from, re-read on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    /// PEM CRLs from the client CA (`client_crl`), checked in every full handshake.
+    pub client_crl: Option<PathBuf>,
+    /// The deny-list of hosts and serials (`revoked_hosts`), see [`crate::revocation`].
+    pub revoked_hosts: Option<PathBuf>,
+}
+
+/// What one (re)load of [`TlsFiles`] gives: the rustls configuration and the same rules for the
+/// post-handshake check of resumed sessions.
+pub struct TlsState {
+    pub config: Arc<ServerConfig>,
+    pub policy: Arc<HostPolicy>,
+}
+
+impl TlsFiles {
+    /// Builds the configuration: TLS 1.3 only, a client certificate required, verified against
+    /// `client_ca` (validity period and CRLs included) and then against [`HostPolicy`].
+    /// `sessions` is shared by every reload, so hosts keep resuming TLS sessions across one.
+    pub fn load(
+        &self,
+        sessions: Arc<dyn StoresServerSessions + Send + Sync>,
+    ) -> Result<TlsState, TlsSetupError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        for ca in load_certs(&self.client_ca)? {
+            roots.add(ca).map_err(|source| TlsSetupError::Ca {
+                path: self.client_ca.clone(),
+                source,
+            })?;
+        }
+        let mut revoked = match &self.revoked_hosts {
+            Some(path) => RevocationList::load(path)?,
+            None => RevocationList::default(),
+        };
+        let mut builder =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+        if let Some(path) = &self.client_crl {
+            let crls = load_crls(path)?;
+            revoked.add_crls(&crls, path)?;
+            // Host certificates come straight from the CA; a CA listed in client_ca without a
+            // CRL in the file keeps working.
+            builder = builder
+                .with_crls(crls)
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        let webpki = builder.build().map_err(|source| TlsSetupError::Verifier {
+            path: self.client_ca.clone(),
+            source,
+        })?;
+        let policy = Arc::new(HostPolicy { revoked });
+        let verifier = Arc::new(PolicyVerifier::new(webpki, policy.clone()));
+        let config_err = |source| TlsSetupError::Config {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            source,
+        };
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(config_err)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(load_certs(&self.cert)?, load_key(&self.key)?)
+            .map_err(config_err)?;
+        config.session_storage = sessions;
+        Ok(TlsState {
+            config: Arc::new(config),
+            policy,
+        })
+    }
+}
+
+/// TLS sessions remembered for resumption (shared by every reload of the configuration).
+pub fn session_cache() -> Arc<dyn StoresServerSessions + Send + Sync> {
+    ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES)
+}
+
+/// Sessions remembered for resumption; the oldest are forgotten first.
+const SESSION_CACHE_ENTRIES: usize = 4096;
+
+fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsSetupError> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsSetupError::Crl {
+            path: path.to_owned(),
+            source,
+        })?;
+    if crls.is_empty() {
+        return Err(TlsSetupError::NoCrls {
+            path: path.to_owned(),
+        });
+    }
+    Ok(crls)
+}
+
+/// The receiver's TLS configuration from these files, with no CRL and no deny-list, and its own
+/// session cache.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: &Path,
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for ca in load_certs(client_ca)? {
-        roots.add(ca).map_err(|source| TlsSetupError::Ca {
-            path: client_ca.to_owned(),
-            source,
-        })?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|source| TlsSetupError::Verifier {
-            path: client_ca.to_owned(),
-            source,
-        })?;
-    let config_err = |source| TlsSetupError::Config {
+    let files = TlsFiles {
         cert: cert.to_owned(),
         key: key.to_owned(),
-        source,
+        client_ca: client_ca.to_owned(),
+        client_crl: None,
+        revoked_hosts: None,
     };
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(config_err)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(cert)?, load_key(key)?)
-        .map_err(config_err)?;
-    Ok(Arc::new(config))
+    Ok(files.load(session_cache())?.config)
 }
 
 /// The host a verified client certificate names: its single DNS subjectAltName.
@@ -123,6 +217,13 @@ pub fn host_identity(peer_certs: Option<&[CertificateDer<'_>]>) -> Result<HostNa
         .ok_or(IdentityError::NoCertificate)?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
         .map_err(|e| IdentityError::Parse(e.to_string()))?;
+    dns_identity(&cert)
+}
+
+/// [`host_identity`] of a parsed certificate.
+pub(crate) fn dns_identity(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<HostName, IdentityError> {
     let san = cert
         .subject_alternative_name()
         .map_err(|e| IdentityError::Parse(e.to_string()))?;

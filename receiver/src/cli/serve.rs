@@ -16,13 +16,18 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::acceptor::Acceptor;
+use crate::handshakes::{HandshakeLimits, HandshakeTable};
+use crate::log_limit::LogLimiter;
+use crate::refusal::Refusals;
+use crate::reload::{reload_on_sighup, Reloadable};
 use crate::session::SessionLimits;
 use crate::store::{DumpStore, StoreCompression};
 
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML file with the same settings as the flags (keys: store, tls_listen, tls_cert, tls_key,
-    /// client_ca, store_compression, max_sessions, max_sessions_per_host, idle_timeout_secs).
+    /// client_ca, client_crl, revoked_hosts, store_compression, max_sessions,
+    /// max_sessions_per_host, max_handshakes, max_handshakes_per_source, idle_timeout_secs).
     /// Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -56,6 +61,29 @@ pub struct ServeArgs {
     /// Drop a sender silent for this many seconds (its dump stays resumable). Default 60.
     #[arg(long, value_name = "SECS")]
     pub idle_timeout_secs: Option<u64>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// Revocation and handshake limits (docs/operations.md, "Network limits and revocation").
+#[derive(Args, Debug, Default)]
+pub struct NetworkArgs {
+    /// CRL(s) from the client CA (PEM), e.g. crl.pem from `crashdrop-certs revoke`. Re-read on
+    /// SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub client_crl: Option<PathBuf>,
+    /// Deny-list of host names and `serial HEX` lines, e.g. revoked_hosts from
+    /// `crashdrop-certs revoke`; checked after every handshake, resumed ones too. Re-read on
+    /// SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub revoked_hosts: Option<PathBuf>,
+    /// Unauthenticated connections (TLS handshakes) at once; past this the oldest is closed to
+    /// make room. Default 256.
+    #[arg(long, value_name = "N")]
+    pub max_handshakes: Option<usize>,
+    /// Unauthenticated connections at once from one IPv4 address or IPv6 /64. Default 16.
+    #[arg(long, value_name = "N")]
+    pub max_handshakes_per_source: Option<usize>,
 }
 
 /// The `--config` file.
@@ -72,6 +100,10 @@ struct ConfigFile {
     max_sessions: Option<usize>,
     max_sessions_per_host: Option<usize>,
     idle_timeout_secs: Option<u64>,
+    client_crl: Option<PathBuf>,
+    revoked_hosts: Option<PathBuf>,
+    max_handshakes: Option<usize>,
+    max_handshakes_per_source: Option<usize>,
 }
 
 /// Settings after merging file and flags.
@@ -86,6 +118,9 @@ pub struct ServeConfig {
     pub max_sessions: usize,
     pub max_sessions_per_host: usize,
     pub idle_timeout: Duration,
+    pub client_crl: Option<PathBuf>,
+    pub revoked_hosts: Option<PathBuf>,
+    pub handshakes: HandshakeLimits,
 }
 
 impl ServeConfig {
@@ -143,6 +178,22 @@ impl ServeConfig {
                     .unwrap_or(60)
                     .max(1),
             ),
+            client_crl: args.network.client_crl.or(file.client_crl),
+            revoked_hosts: args.network.revoked_hosts.or(file.revoked_hosts),
+            handshakes: HandshakeLimits {
+                max: args
+                    .network
+                    .max_handshakes
+                    .or(file.max_handshakes)
+                    .unwrap_or(HandshakeLimits::default().max)
+                    .max(1),
+                per_source: args
+                    .network
+                    .max_handshakes_per_source
+                    .or(file.max_handshakes_per_source)
+                    .unwrap_or(HandshakeLimits::default().per_source)
+                    .max(1),
+            },
         })
     }
 }
@@ -172,7 +223,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let tls = crate::tls::server_config(&config.tls_cert, &config.tls_key, &config.client_ca)?;
+    let tls_files = crate::tls::TlsFiles {
+        cert: config.tls_cert.clone(),
+        key: config.tls_key.clone(),
+        client_ca: config.client_ca.clone(),
+        client_crl: config.client_crl.clone(),
+        revoked_hosts: config.revoked_hosts.clone(),
+    };
+    let tls_sessions = crate::tls::session_cache();
+    let tls = Reloadable::new(
+        "TLS policy (certificates, client_crl, revoked_hosts)",
+        move || tls_files.load(tls_sessions.clone()),
+    )?;
     let store = DumpStore::open(&config.store, config.store_compression)
         .with_context(|| format!("cannot open the store {}", config.store.display()))?;
     let shutdown = CancellationToken::new();
@@ -182,6 +244,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let limits = SessionLimits {
         idle_timeout: config.idle_timeout,
     };
+    let handshakes = HandshakeTable::new(config.handshakes);
+    let refusals = Refusals::default();
+    let log = Arc::new(LogLimiter::default());
+    tracker.spawn(reload_on_sighup(vec![tls.clone()], shutdown.clone()));
     let mut stdout = std::io::stdout();
     for addr in &config.tls_listen {
         let addr: SocketAddr = addr.parse().with_context(|| {
@@ -196,11 +262,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         info!(%bound, store = %config.store.display(), compression = config.store_compression.as_str(), "listening for TLS senders");
         let acceptor = Acceptor {
             listener,
-            tls: tokio_rustls::TlsAcceptor::from(tls.clone()),
+            tls: tls.clone(),
             store: store.clone(),
             sessions: sessions.clone(),
             host_sessions: host_sessions.clone(),
             limits: limits.clone(),
+            handshakes: handshakes.clone(),
+            refusals: refusals.clone(),
+            log: log.clone(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         };
