@@ -27,6 +27,10 @@ pub enum ErrorCode {
     Busy = 7,
     /// A receiver bug; see its log. Retryable.
     Internal = 8,
+    /// The receiver has no room for this dump now: too little free disk, or the host's quota
+    /// (`host_quota_bytes`, `host_max_dumps`) is used up. Retryable: space can be freed
+    /// (`crashdropd prune`, an operator) while the sender waits.
+    NoSpace = 9,
 }
 
 impl ErrorCode {
@@ -34,7 +38,11 @@ impl ErrorCode {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::ChunkCorrupt | ErrorCode::Storage | ErrorCode::Busy | ErrorCode::Internal
+            ErrorCode::ChunkCorrupt
+                | ErrorCode::Storage
+                | ErrorCode::Busy
+                | ErrorCode::Internal
+                | ErrorCode::NoSpace
         )
     }
 
@@ -49,6 +57,7 @@ impl ErrorCode {
             6 => ErrorCode::Storage,
             7 => ErrorCode::Busy,
             8 => ErrorCode::Internal,
+            9 => ErrorCode::NoSpace,
             _ => return None,
         })
     }
@@ -69,6 +78,7 @@ impl ErrorCode {
             ErrorCode::Storage => "Storage",
             ErrorCode::Busy => "Busy",
             ErrorCode::Internal => "Internal",
+            ErrorCode::NoSpace => "NoSpace",
         }
     }
 }
@@ -128,14 +138,14 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_retryability_matches_the_spec() {
-        let retryable = [4, 6, 7, 8];
-        for v in 1..=8u16 {
+        let retryable = [4, 6, 7, 8, 9];
+        for v in 1..=9u16 {
             let code = ErrorCode::from_u16(v).expect("known");
             assert_eq!(code.as_u16(), v);
             assert_eq!(code.is_retryable(), retryable.contains(&v), "{code}");
         }
         assert_eq!(ErrorCode::from_u16(0), None);
-        assert_eq!(ErrorCode::from_u16(9), None);
+        assert_eq!(ErrorCode::from_u16(10), None);
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! crashed kernel's log) and, while in transfer, `progress` (the [`ProgressJournal`]). The host directory comes only from the authenticated transport
 //! identity, never from anything the peer says.
 
+pub mod admission;
 mod kernel_log;
 mod progress;
 mod record;
+pub mod retention;
+pub mod space;
 mod writer;
 
 use std::collections::HashSet;
@@ -18,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crashdrop_proto::{DumpManifest, HostName};
+
+pub use admission::StoreLimits;
 
 pub use kernel_log::{
     extract_in_background, read_kernel_log, record_kernel_log, KernelLogError, KERNEL_LOG_FILE,
@@ -131,7 +136,8 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 pub struct DumpStore {
     root: PathBuf,
     compression: StoreCompression,
-    /// Dump directories a session is writing right now.
+    limits: StoreLimits,
+    /// Dump directories a session is writing (or retention is removing) right now.
     active: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
@@ -169,12 +175,48 @@ impl DumpStore {
         Ok(DumpStore {
             root: root.to_owned(),
             compression,
+            limits: StoreLimits::default(),
             active: Arc::default(),
         })
     }
 
+    /// The same store with these disk limits (admission and retention).
+    pub fn with_limits(mut self, limits: StoreLimits) -> DumpStore {
+        self.limits = limits;
+        self
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    pub fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    /// The dump directories sessions hold right now.
+    pub fn held(&self) -> HashSet<PathBuf> {
+        self.active.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Removes a dump unless a session holds it (then `Ok(false)`); no session can begin on it
+    /// while it is being removed.
+    pub fn remove(&self, dump: &retention::StoredDump) -> Result<bool, StoreError> {
+        let lease = {
+            let Ok(mut active) = self.active.lock() else {
+                return Ok(false);
+            };
+            if !active.insert(dump.dir.clone()) {
+                return Ok(false);
+            }
+            Lease {
+                dir: dump.dir.clone(),
+                active: self.active.clone(),
+            }
+        };
+        let removed = retention::remove(dump);
+        drop(lease);
+        removed.map(|()| true)
     }
 
     /// The directory name of a dump, relative to its host directory.
@@ -244,6 +286,8 @@ impl DumpStore {
             }
             // A failed dump, or one whose transfer settings changed: start it over.
         }
+        // Only new dumps (and restarts) are admitted; resumes above always proceed.
+        admission::admit(self, host, &layout, &dir)?;
         let fresh = !dir.exists();
         create_private_dir(&dir)?;
         if let Some(host_dir) = dir.parent() {
@@ -286,7 +330,7 @@ impl DumpStore {
     }
 }
 
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let io = |source| StoreError::Io {
         path: dir.to_owned(),
         source,
