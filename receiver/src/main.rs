@@ -11,6 +11,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => crashdrop_receiver::cli::serve::run(args),
         Command::List(args) => crashdrop_receiver::cli::list::run(args),
         Command::Verify(args) => crashdrop_receiver::cli::verify::run(args),
+        Command::Prune(args) => crashdrop_receiver::cli::prune::run(args),
         Command::Dmesg(args) => crashdrop_receiver::cli::dmesg::run(args),
     };
     match result {

@@ -2,6 +2,7 @@
 
 pub mod dmesg;
 pub mod list;
+pub mod prune;
 pub mod serve;
 pub mod verify;
 
@@ -29,6 +30,8 @@ pub enum Command {
     List(list::ListArgs),
     /// Re-read a stored dump and check it against its recorded digest (exit 0 only if it matches).
     Verify(verify::VerifyArgs),
+    /// Remove stale transfers and the dumps retention and quotas say must go (see --dry-run).
+    Prune(prune::PruneArgs),
     /// Print the crashed kernel's log, read from a stored dump (as vmcore-dmesg prints it).
     Dmesg(dmesg::DmesgArgs),
 }

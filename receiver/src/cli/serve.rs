@@ -21,13 +21,15 @@ use crate::log_limit::LogLimiter;
 use crate::refusal::Refusals;
 use crate::reload::{reload_on_sighup, Reloadable};
 use crate::session::SessionLimits;
-use crate::store::{DumpStore, StoreCompression};
+use crate::store::space::{parse_bytes, parse_duration, MinFree};
+use crate::store::{DumpStore, StoreCompression, StoreLimits};
 
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML file with the same settings as the flags (keys: store, tls_listen, tls_cert, tls_key,
     /// client_ca, client_crl, revoked_hosts, store_compression, max_sessions,
-    /// max_sessions_per_host, max_handshakes, max_handshakes_per_source, idle_timeout_secs).
+    /// max_sessions_per_host, max_handshakes, max_handshakes_per_source, idle_timeout_secs,
+    /// min_free, host_quota_bytes, host_max_dumps, keep_per_host, max_age, stale_after).
     /// Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -63,6 +65,94 @@ pub struct ServeArgs {
     pub idle_timeout_secs: Option<u64>,
     #[command(flatten)]
     pub network: NetworkArgs,
+    #[command(flatten)]
+    pub disk: StoreLimitArgs,
+}
+
+/// Disk limits (docs/operations.md, "Disk"); the same flags and config keys serve `prune`.
+#[derive(Args, Debug, Default)]
+pub struct StoreLimitArgs {
+    /// Space kept free on the store's filesystem: new dumps that would eat into it are refused
+    /// (NoSpace). A size (2GiB) or a percentage (5%). Default 5%.
+    #[arg(long, value_name = "SIZE|N%")]
+    pub min_free: Option<String>,
+    /// Bytes one host's dumps may take, e.g. 50GiB. Default: no limit.
+    #[arg(long, value_name = "SIZE")]
+    pub host_quota_bytes: Option<String>,
+    /// Dumps (any state) one host may have. Default: no limit.
+    #[arg(long, value_name = "N")]
+    pub host_max_dumps: Option<u32>,
+    /// Complete dumps kept per host; older ones are removed. Default: all.
+    #[arg(long, value_name = "N")]
+    pub keep_per_host: Option<u32>,
+    /// Complete dumps older than this (e.g. 90d) are removed, except a host's newest. Default:
+    /// never.
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+    /// Dumps in transfer or failed, untouched this long, are removed. Default 7d.
+    #[arg(long, value_name = "DURATION")]
+    pub stale_after: Option<String>,
+}
+
+/// A size in the config file: a number of bytes or a string like "2GiB".
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+enum ConfigSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl ConfigSize {
+    fn text(self) -> String {
+        match self {
+            ConfigSize::Bytes(n) => n.to_string(),
+            ConfigSize::Text(t) => t,
+        }
+    }
+}
+
+impl StoreLimitArgs {
+    /// The store directory and limits for `prune`: flags over the config file over defaults.
+    pub fn resolve(
+        self,
+        config: Option<&Path>,
+        store: Option<PathBuf>,
+    ) -> anyhow::Result<(PathBuf, StoreLimits)> {
+        let file = match config {
+            Some(path) => load_config(path)?,
+            None => ConfigFile::default(),
+        };
+        let store = store
+            .or(file.store.clone())
+            .ok_or_else(|| anyhow::anyhow!("--store is required (or `store` in the --config file)"))?;
+        Ok((store, self.merge(&file)?))
+    }
+
+    fn merge(self, file: &ConfigFile) -> anyhow::Result<StoreLimits> {
+        let defaults = StoreLimits::default();
+        let setting = |flag: Option<String>, key: Option<ConfigSize>| flag.or(key.map(ConfigSize::text));
+        let bad = |key: &'static str| move |why: String| anyhow::anyhow!("{key}: {why}");
+        Ok(StoreLimits {
+            min_free: match setting(self.min_free, file.min_free.clone()) {
+                Some(t) => MinFree::parse(&t).map_err(bad("min_free"))?,
+                None => defaults.min_free,
+            },
+            host_quota_bytes: setting(self.host_quota_bytes, file.host_quota_bytes.clone())
+                .map(|t| parse_bytes(&t).map_err(bad("host_quota_bytes")))
+                .transpose()?,
+            host_max_dumps: self.host_max_dumps.or(file.host_max_dumps),
+            keep_per_host: self.keep_per_host.or(file.keep_per_host),
+            max_age: self
+                .max_age
+                .or(file.max_age.clone())
+                .map(|t| parse_duration(&t).map_err(bad("max_age")))
+                .transpose()?,
+            stale_after: match self.stale_after.or(file.stale_after.clone()) {
+                Some(t) => parse_duration(&t).map_err(bad("stale_after"))?,
+                None => defaults.stale_after,
+            },
+        })
+    }
 }
 
 /// Revocation and handshake limits (docs/operations.md, "Network limits and revocation").
@@ -104,6 +194,12 @@ struct ConfigFile {
     revoked_hosts: Option<PathBuf>,
     max_handshakes: Option<usize>,
     max_handshakes_per_source: Option<usize>,
+    min_free: Option<ConfigSize>,
+    host_quota_bytes: Option<ConfigSize>,
+    host_max_dumps: Option<u32>,
+    keep_per_host: Option<u32>,
+    max_age: Option<String>,
+    stale_after: Option<String>,
 }
 
 /// Settings after merging file and flags.
@@ -121,6 +217,7 @@ pub struct ServeConfig {
     pub client_crl: Option<PathBuf>,
     pub revoked_hosts: Option<PathBuf>,
     pub handshakes: HandshakeLimits,
+    pub store_limits: StoreLimits,
 }
 
 impl ServeConfig {
@@ -135,6 +232,7 @@ impl ServeConfig {
                 flag.replace('-', "_")
             )
         };
+        let store_limits = args.disk.merge(&file)?;
         let tls_listen = if args.tls_listen.is_empty() {
             file.tls_listen
         } else {
@@ -194,6 +292,7 @@ impl ServeConfig {
                     .unwrap_or(HandshakeLimits::default().per_source)
                     .max(1),
             },
+            store_limits,
         })
     }
 }
@@ -236,7 +335,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         move || tls_files.load(tls_sessions.clone()),
     )?;
     let store = DumpStore::open(&config.store, config.store_compression)
-        .with_context(|| format!("cannot open the store {}", config.store.display()))?;
+        .with_context(|| format!("cannot open the store {}", config.store.display()))?
+        .with_limits(config.store_limits.clone());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let sessions = Arc::new(Semaphore::new(config.max_sessions));
