@@ -392,3 +392,116 @@ async fn a_journal_that_claims_more_than_the_file_holds_restarts_the_transfer() 
     ));
     assert_verifies(&dump_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_dump_that_does_not_fit_is_refused_with_no_space_but_a_resume_proceeds() {
+    use crashdrop_receiver::store::space::MinFree;
+    use crashdrop_receiver::store::StoreLimits;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let root = work.path().join("store");
+    let store = DumpStore::open(&root, StoreCompression::Zstd).expect("store");
+    let mut peer = connect(&store, "web-1");
+    assert_eq!(resume_point(peer.offer(&dump).await).next_page, 0);
+    peer.send_bitmaps(&dump).await;
+    peer.send(Frame::PageChunk(dump.chunks[0].clone())).await;
+    assert!(matches!(peer.next().await, Frame::ChunkAck(_)));
+    drop(peer);
+    // Keep the whole filesystem free: nothing new fits any more.
+    let full = DumpStore::open(&root, StoreCompression::Zstd)
+        .expect("store")
+        .with_limits(StoreLimits {
+            min_free: MinFree::Percent(100),
+            ..StoreLimits::default()
+        });
+    let mut other = connect(&full, "web-2");
+    match other.offer(&dump).await {
+        Frame::Error(e) => {
+            assert_eq!(e.code, ErrorCode::NoSpace, "{e}");
+            assert!(e.message.contains("min_free"), "{e}");
+        }
+        f => panic!("expected NoSpace, got {f:?}"),
+    }
+    assert!(!root.join("web-2").read_dir().map_or(false, |mut d| d.next().is_some()));
+    // The dump already in transfer has priority: it resumes.
+    let mut again = None;
+    for _ in 0..50 {
+        let mut peer = connect(&full, "web-1");
+        match peer.offer(&dump).await {
+            Frame::Error(e) if e.code == ErrorCode::Busy => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            f => {
+                again = Some((peer, resume_point(f)));
+                break;
+            }
+        }
+    }
+    let (mut peer, at) = again.expect("resumed");
+    assert!(at.next_page > 0 && at.bitmaps_stored, "{at:?}");
+    assert!(matches!(peer.send_rest(&dump, 1).await, Frame::Complete(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_removes_a_stale_transfer_only_without_dry_run_and_keeps_complete_dumps() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let root = work.path().join("store");
+    let store = DumpStore::open(&root, StoreCompression::Zstd).expect("store");
+    let mut peer = connect(&store, "web-1");
+    resume_point(peer.offer(&dump).await);
+    peer.send_bitmaps(&dump).await;
+    assert!(matches!(peer.send_rest(&dump, 0).await, Frame::Complete(_)));
+    let mut peer = connect(&store, "web-2");
+    resume_point(peer.offer(&dump).await);
+    peer.send_bitmaps(&dump).await;
+    drop(peer);
+    let stale_dir = std::fs::read_dir(root.join("web-2"))
+        .expect("web-2")
+        .next()
+        .expect("a dump")
+        .expect("entry")
+        .path();
+    // Wait for the interrupted session to record its progress, then age the transfer 8 days.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let old = std::time::SystemTime::now() - Duration::from_secs(8 * 86_400);
+    for entry in std::fs::read_dir(&stale_dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_modified(old)
+            .expect("set mtime");
+    }
+    let prune = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crashdropd"))
+            .arg("prune")
+            .arg("--store")
+            .arg(&root)
+            .args(extra)
+            .output()
+            .expect("run crashdropd prune");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dry = prune(&["--dry-run"]);
+    assert!(dry.contains("would remove web-2/") && dry.contains("stale"), "{dry}");
+    assert!(!dry.contains("web-1/"), "{dry}");
+    assert!(stale_dir.exists(), "--dry-run removed nothing");
+    let real = prune(&[]);
+    assert!(real.contains("removed web-2/"), "{real}");
+    assert!(!stale_dir.exists());
+    let complete = std::fs::read_dir(root.join("web-1"))
+        .expect("web-1")
+        .next()
+        .expect("a dump")
+        .expect("entry")
+        .path();
+    assert_verifies(&complete);
+    // With max_age 0s the only complete dump of web-1 is still kept unless told otherwise.
+    let kept = prune(&["--max-age", "0s"]);
+    assert!(!kept.contains("web-1/"), "{kept}");
+    let gone = prune(&["--max-age", "0s", "--delete-last"]);
+    assert!(gone.contains("removed web-1/") && gone.contains("max_age"), "{gone}");
+}

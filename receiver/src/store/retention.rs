@@ -221,3 +221,107 @@ pub fn remove(dump: &StoredDump) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn dump(host: &str, name: &str, state: DumpState, age_days: u64, bytes: u64) -> StoredDump {
+        let record = DumpRecord {
+            host: host.into(),
+            dump_id: "ab".repeat(32),
+            kernel_release: "6.1.0".into(),
+            crash_time: None,
+            crash_time_utc: None,
+            dump_level: 31,
+            page_size: 4096,
+            max_mapnr: 10,
+            pages: 5,
+            pages_per_chunk: 256,
+            pages_stored: 0,
+            bytes_on_wire: 0,
+            bytes_on_disk: bytes,
+            store_compression: "zstd".into(),
+            digest: None,
+            state,
+            failure: None,
+            created: String::new(),
+            updated: String::new(),
+            sessions: 1,
+            kernel_log: None,
+            kernel_log_error: None,
+        };
+        StoredDump {
+            location: format!("{host}/{name}"),
+            dir: PathBuf::from(format!("/store/{host}/{name}")),
+            record,
+            age: DAY * age_days as u32,
+            bytes,
+        }
+    }
+
+    fn names(removals: &[Removal]) -> Vec<&str> {
+        let mut v: Vec<&str> = removals.iter().map(|r| r.dump.location.as_str()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn stale_transfers_go_and_fresh_or_held_ones_stay() {
+        let dumps = [
+            dump("a", "old", DumpState::Receiving, 8, 10),
+            dump("a", "new", DumpState::Receiving, 1, 10),
+            dump("a", "held", DumpState::Receiving, 30, 10),
+            dump("a", "failed", DumpState::Failed, 9, 10),
+        ];
+        let held = HashSet::from([PathBuf::from("/store/a/held")]);
+        let plan = plan(&dumps, &StoreLimits::default(), &held, None, true);
+        assert_eq!(names(&plan), ["a/failed", "a/old"]);
+    }
+
+    #[test]
+    fn keep_per_host_and_max_age_keep_the_newest_complete_dump() {
+        let dumps = [
+            dump("a", "d1", DumpState::Complete, 100, 10),
+            dump("a", "d2", DumpState::Complete, 50, 10),
+            dump("a", "d3", DumpState::Complete, 40, 10),
+            dump("b", "only", DumpState::Complete, 400, 10),
+        ];
+        let limits = StoreLimits {
+            keep_per_host: Some(2),
+            max_age: Some(DAY * 45),
+            ..StoreLimits::default()
+        };
+        let plan_kept = plan(&dumps, &limits, &HashSet::new(), None, true);
+        assert_eq!(names(&plan_kept), ["a/d1", "a/d2"]);
+        let plan_all = plan(&dumps, &limits, &HashSet::new(), None, false);
+        assert_eq!(names(&plan_all), ["a/d1", "a/d2", "b/only"]);
+    }
+
+    #[test]
+    fn a_host_over_quota_loses_its_oldest_complete_dumps_not_its_transfers() {
+        let dumps = [
+            dump("a", "d1", DumpState::Complete, 3, 100),
+            dump("a", "d2", DumpState::Complete, 2, 100),
+            dump("a", "t", DumpState::Receiving, 0, 100),
+            dump("a", "d3", DumpState::Complete, 1, 100),
+        ];
+        let limits = StoreLimits {
+            host_quota_bytes: Some(250),
+            ..StoreLimits::default()
+        };
+        let plan_quota = plan(&dumps, &limits, &HashSet::new(), None, true);
+        assert_eq!(names(&plan_quota), ["a/d1", "a/d2"]);
+        assert!(plan_quota.iter().all(|r| r.reason == Reason::OverQuota));
+        // At admission the incoming dump counts: one more has to go, but never the newest.
+        let incoming = Incoming { host: "a", bytes: 100 };
+        let limits = StoreLimits {
+            host_max_dumps: Some(3),
+            ..StoreLimits::default()
+        };
+        let plan_count = plan(&dumps, &limits, &HashSet::new(), Some(incoming), true);
+        assert_eq!(names(&plan_count), ["a/d1", "a/d2"]);
+    }
+}
