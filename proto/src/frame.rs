@@ -6,15 +6,15 @@ use crate::bitmap::BitmapPiece;
 use crate::busy::Busy;
 use crate::chunk::{ChunkAck, PageChunk};
 use crate::chunk_set::{ChunksAck, ResumeSet};
-use crate::probe::{Probe, ProbeVerdict};
-use crate::sparse_chunk::SparseChunk;
 use crate::error::ProtocolError;
 use crate::error_frame::ErrorFrame;
 use crate::finish::{Complete, Finish};
 use crate::handshake::{Hello, Welcome};
 use crate::manifest::DumpManifest;
+use crate::probe::{Probe, ProbeVerdict};
 use crate::reader::PayloadReader;
 use crate::resume::ResumeFrom;
+use crate::sparse_chunk::SparseChunk;
 use crate::writer::PayloadWriter;
 
 /// Type bytes (`docs/protocol.md`, Frames).
@@ -195,7 +195,10 @@ mod tests {
     #[test]
     fn every_type_byte_has_a_name_and_nothing_else_does() {
         let known: Vec<u8> = (0..=u8::MAX).filter(|&t| name_of(t).is_some()).collect();
-        assert_eq!(known, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 16, 17, 18, 19, 20, 21]);
+        assert_eq!(
+            known,
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 16, 17, 18, 19, 20, 21]
+        );
         for t in 0..=u8::MAX {
             if name_of(t).is_none() {
                 assert!(matches!(

@@ -3,7 +3,9 @@
 //! receiver answers from what it knows without creating anything on disk, then the sender closes.
 
 use crate::error::ProtocolError;
-use crate::limits::{MAX_DUMP_LEVEL, MAX_MAPNR, MAX_PAGE_SIZE, MAX_RETRY_AFTER_MS, MAX_STRING, MIN_PAGE_SIZE};
+use crate::limits::{
+    MAX_DUMP_LEVEL, MAX_MAPNR, MAX_PAGE_SIZE, MAX_RETRY_AFTER_MS, MAX_STRING, MIN_PAGE_SIZE,
+};
 use crate::reader::PayloadReader;
 use crate::writer::PayloadWriter;
 
@@ -155,7 +157,11 @@ mod tests {
         size[3] = 17; // 4097: not a power of two
         let mut pages = good;
         pages[5] = 0xff;
-        for (bytes, field) in [(level, "dump_level"), (size, "page_size"), (pages, "num_dumpable")] {
+        for (bytes, field) in [
+            (level, "dump_level"),
+            (size, "page_size"),
+            (pages, "num_dumpable"),
+        ] {
             let err = decode_probe(&bytes).expect_err(field);
             assert!(err.to_string().contains(field), "{err}");
         }

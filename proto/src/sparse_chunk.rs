@@ -37,10 +37,7 @@ impl SparseChunk {
         let count = usize::from(count);
         let map_len = count.div_ceil(8);
         let zero = r.take("zero_map", map_len)?;
-        let bit = |i: usize| {
-            zero.get(i / 8)
-                .is_some_and(|b| b & (1u8 << (i % 8)) != 0)
-        };
+        let bit = |i: usize| zero.get(i / 8).is_some_and(|b| b & (1u8 << (i % 8)) != 0);
         if let Some(last) = zero.last() {
             let used = count % 8;
             if used != 0 && last >> used != 0 {

@@ -130,12 +130,10 @@ fn chunk_ranges() -> impl Strategy<Value = ChunkRanges> {
 /// The version-2 frames.
 fn v2_frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
-        (0..=MAX_RETRY_AFTER_MS, text()).prop_map(|(retry_after_ms, message)| Frame::Busy(
-            Busy {
-                retry_after_ms,
-                message
-            }
-        )),
+        (0..=MAX_RETRY_AFTER_MS, text()).prop_map(|(retry_after_ms, message)| Frame::Busy(Busy {
+            retry_after_ms,
+            message
+        })),
         (0..=MAX_DUMP_LEVEL, 12u32..=16, 0..=MAX_MAPNR).prop_map(
             |(dump_level, shift, num_dumpable)| Frame::Probe(Probe {
                 dump_level,
@@ -150,15 +148,17 @@ fn v2_frame() -> impl Strategy<Value = Frame> {
             any::<u64>(),
             text()
         )
-            .prop_map(|(v, retry_after_ms, estimated_bytes, available_bytes, message)| {
-                Frame::ProbeVerdict(ProbeVerdict {
-                    verdict: Verdict::from_u8(v).expect("0..=3"),
-                    retry_after_ms,
-                    estimated_bytes,
-                    available_bytes,
-                    message,
-                })
-            }),
+            .prop_map(
+                |(v, retry_after_ms, estimated_bytes, available_bytes, message)| {
+                    Frame::ProbeVerdict(ProbeVerdict {
+                        verdict: Verdict::from_u8(v).expect("0..=3"),
+                        retry_after_ms,
+                        estimated_bytes,
+                        available_bytes,
+                        message,
+                    })
+                }
+            ),
         (any::<bool>(), any::<bool>(), 1..=MAX_WINDOW, chunk_ranges()).prop_map(
             |(done, bitmaps_stored, window, durable)| Frame::ResumeSet(ResumeSet {
                 state: if done {
@@ -179,13 +179,13 @@ fn v2_frame() -> impl Strategy<Value = Frame> {
             any::<[u8; 32]>(),
             prop::collection::vec(page(), 1..40)
         )
-            .prop_map(
-                |(first_page, chunk_digest, pages)| Frame::SparseChunk(SparseChunk {
+            .prop_map(|(first_page, chunk_digest, pages)| Frame::SparseChunk(
+                SparseChunk {
                     first_page,
                     chunk_digest,
                     pages,
-                })
-            ),
+                }
+            )),
     ]
 }
 
