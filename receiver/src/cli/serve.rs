@@ -122,15 +122,16 @@ impl StoreLimitArgs {
             Some(path) => load_config(path)?,
             None => ConfigFile::default(),
         };
-        let store = store
-            .or(file.store.clone())
-            .ok_or_else(|| anyhow::anyhow!("--store is required (or `store` in the --config file)"))?;
+        let store = store.or(file.store.clone()).ok_or_else(|| {
+            anyhow::anyhow!("--store is required (or `store` in the --config file)")
+        })?;
         Ok((store, self.merge(&file)?))
     }
 
     fn merge(self, file: &ConfigFile) -> anyhow::Result<StoreLimits> {
         let defaults = StoreLimits::default();
-        let setting = |flag: Option<String>, key: Option<ConfigSize>| flag.or(key.map(ConfigSize::text));
+        let setting =
+            |flag: Option<String>, key: Option<ConfigSize>| flag.or(key.map(ConfigSize::text));
         let bad = |key: &'static str| move |why: String| anyhow::anyhow!("{key}: {why}");
         Ok(StoreLimits {
             min_free: match setting(self.min_free, file.min_free.clone()) {

@@ -82,7 +82,9 @@ pub fn admit(
                 reason = %removal.reason,
                 "removed a dump to admit a new one"
             ),
-            Err(e) => warn!(location = %removal.dump.location, error = %e, "could not remove a dump"),
+            Err(e) => {
+                warn!(location = %removal.dump.location, error = %e, "could not remove a dump")
+            }
         }
     }
     let mine = others(retention::scan(root, Some(host.as_str()), now)?);

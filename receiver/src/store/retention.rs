@@ -69,7 +69,11 @@ pub struct Removal {
 
 /// Every readable dump under `root` (or only `host`'s). Records that do not load are skipped with
 /// a warning: what we cannot read we do not delete.
-pub fn scan(root: &Path, host: Option<&str>, now: SystemTime) -> Result<Vec<StoredDump>, StoreError> {
+pub fn scan(
+    root: &Path,
+    host: Option<&str>,
+    now: SystemTime,
+) -> Result<Vec<StoredDump>, StoreError> {
     let hosts = match host {
         Some(h) if root.join(h).is_dir() => vec![root.join(h)],
         Some(_) => Vec::new(),
@@ -102,11 +106,7 @@ pub fn scan(root: &Path, host: Option<&str>, now: SystemTime) -> Result<Vec<Stor
                     newest = newest.max(modified);
                 }
             }
-            let location = dir
-                .strip_prefix(root)
-                .unwrap_or(&dir)
-                .display()
-                .to_string();
+            let location = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
             dumps.push(StoredDump {
                 location,
                 dir,
@@ -252,6 +252,7 @@ mod tests {
             sessions: 1,
             kernel_log: None,
             kernel_log_error: None,
+            offer_digest: None,
         };
         StoredDump {
             location: format!("{host}/{name}"),
@@ -316,7 +317,10 @@ mod tests {
         assert_eq!(names(&plan_quota), ["a/d1", "a/d2"]);
         assert!(plan_quota.iter().all(|r| r.reason == Reason::OverQuota));
         // At admission the incoming dump counts: one more has to go, but never the newest.
-        let incoming = Incoming { host: "a", bytes: 100 };
+        let incoming = Incoming {
+            host: "a",
+            bytes: 100,
+        };
         let limits = StoreLimits {
             host_max_dumps: Some(3),
             ..StoreLimits::default()

@@ -147,11 +147,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "{text:?}: not a duration like 7d, 12h, 30m or 90s"
-            ))
-        }
+        _ => return Err(format!("{text:?}: not a duration like 7d, 12h, 30m or 90s")),
     };
     number
         .parse::<u64>()
@@ -190,7 +186,10 @@ mod tests {
     fn the_filesystem_of_a_temp_dir_has_space() {
         let dir = tempfile::tempdir().expect("tempdir");
         let space = fs_space(dir.path()).expect("statvfs");
-        assert!(space.total > 0 && space.available <= space.total, "{space:?}");
+        assert!(
+            space.total > 0 && space.available <= space.total,
+            "{space:?}"
+        );
         let err = fs_space(&dir.path().join("missing")).expect_err("missing path");
         assert!(err.to_string().contains("missing"), "{err}");
     }
