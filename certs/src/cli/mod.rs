@@ -2,6 +2,7 @@
 
 mod host;
 mod init;
+mod ssh;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,8 @@ pub struct Cli {
 enum Command {
     Init(init::InitArgs),
     Host(host::HostArgs),
+    SshHostKey(ssh::SshHostKeyArgs),
+    SshClientKey(ssh::SshClientKeyArgs),
 }
 
 impl Cli {
@@ -41,6 +44,8 @@ impl Cli {
         match self.command {
             Command::Init(args) => init::run(args),
             Command::Host(args) => host::run(args),
+            Command::SshHostKey(args) => ssh::run_host(args),
+            Command::SshClientKey(args) => ssh::run_client(args),
         }
     }
 }
