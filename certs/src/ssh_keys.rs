@@ -105,7 +105,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let host = ssh_host_key(dir.path()).expect("host key");
         assert!(host.line.starts_with("ssh-ed25519 "), "{}", host.line);
-        let mode = std::fs::metadata(&host.private).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&host.private)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let text = std::fs::read_to_string(&host.private).expect("read");
         let loaded = PrivateKey::from_openssh(text.as_bytes()).expect("loads");
@@ -119,7 +122,9 @@ mod tests {
 
         let client = ssh_client_key(dir.path(), "Web-7").expect("client key");
         assert!(
-            client.line.starts_with("crashdrop-host=\"web-7\" ssh-ed25519 "),
+            client
+                .line
+                .starts_with("crashdrop-host=\"web-7\" ssh-ed25519 "),
             "{}",
             client.line
         );

@@ -34,7 +34,10 @@ pub struct SshClientKeyArgs {
 pub fn run_host(args: SshHostKeyArgs) -> anyhow::Result<()> {
     let out = crashdrop_certs::ssh_host_key(&args.dir)?;
     println!("Wrote the receiver's SSH host key ({}):", out.fingerprint);
-    println!("  {}  private key: crashdropd --ssh-host-key (keep it mode 0600)", out.private.display());
+    println!(
+        "  {}  private key: crashdropd --ssh-host-key (keep it mode 0600)",
+        out.private.display()
+    );
     println!("  {}  public key", out.public.display());
     println!();
     println!("Senders pin it with:");
@@ -44,8 +47,15 @@ pub fn run_host(args: SshHostKeyArgs) -> anyhow::Result<()> {
 
 pub fn run_client(args: SshClientKeyArgs) -> anyhow::Result<()> {
     let out = crashdrop_certs::ssh_client_key(&args.dir, &args.name)?;
-    println!("Wrote an SSH key for host {:?} ({}):", args.name.to_ascii_lowercase(), out.fingerprint);
-    println!("  {}  private key: crashdrop-send --identity (copy to the host only, mode 0600)", out.private.display());
+    println!(
+        "Wrote an SSH key for host {:?} ({}):",
+        args.name.to_ascii_lowercase(),
+        out.fingerprint
+    );
+    println!(
+        "  {}  private key: crashdrop-send --identity (copy to the host only, mode 0600)",
+        out.private.display()
+    );
     println!("  {}  public key", out.public.display());
     println!();
     println!("Append this line to crashdropd's --ssh-authorized-keys file, then send it SIGHUP:");

@@ -154,8 +154,7 @@ fn parse_line(line: &str) -> Result<(PublicKey, HostName), String> {
             let value = unquote(value)
                 .ok_or_else(|| format!("crashdrop-host={value}: put the host name in double quotes, e.g. crashdrop-host=\"web01.example.com\""))?;
             host = Some(
-                HostName::parse(value)
-                    .map_err(|e| format!("crashdrop-host=\"{value}\": {e}"))?,
+                HostName::parse(value).map_err(|e| format!("crashdrop-host=\"{value}\": {e}"))?,
             );
         } else if RESTRICTING_OPTIONS.contains(&option) {
         } else {
@@ -193,7 +192,9 @@ fn parse_line(line: &str) -> Result<(PublicKey, HostName), String> {
 fn rsa_bits(bytes: &[u8]) -> usize {
     match bytes.first() {
         None => 0,
-        Some(&top) => (bytes.len().saturating_sub(1)).saturating_mul(8) + (8 - top.leading_zeros() as usize),
+        Some(&top) => {
+            (bytes.len().saturating_sub(1)).saturating_mul(8) + (8 - top.leading_zeros() as usize)
+        }
     }
 }
 
@@ -294,7 +295,14 @@ mod tests {
         let text = format!("crashdrop-host=\"one\" {a}\n# x\ncrashdrop-host=\"two\" {a}\n");
         let err = parse(&text).expect_err("duplicate");
         assert!(
-            matches!(err, AuthorizedKeysError::Duplicate { first: 1, line: 3, .. }),
+            matches!(
+                err,
+                AuthorizedKeysError::Duplicate {
+                    first: 1,
+                    line: 3,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("line 1"), "{err}");
@@ -315,12 +323,11 @@ mod tests {
     #[test]
     fn widening_options_small_rsa_and_other_key_types_are_refused() {
         let a = key_line(Algorithm::Ed25519);
-        let err = parse(&format!("command=\"sh\",crashdrop-host=\"w\" {a}\n")).expect_err("command");
+        let err =
+            parse(&format!("command=\"sh\",crashdrop-host=\"w\" {a}\n")).expect_err("command");
         assert!(err.to_string().contains("`command`"), "{err}");
-        let err = parse(&format!(
-            "from=\"10.0.0.1\",crashdrop-host=\"w\" {a}\n"
-        ))
-        .expect_err("from");
+        let err =
+            parse(&format!("from=\"10.0.0.1\",crashdrop-host=\"w\" {a}\n")).expect_err("from");
         assert!(err.to_string().contains("`from`"), "{err}");
         let err = parse("crashdrop-host=\"w\" ssh-dss AAAAB3NzaC1kc3MAAACBAP\n").expect_err("dss");
         assert!(err.to_string().contains("ssh-dss"), "{err}");

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use crashdrop_proto::{ErrorCode, HostName};
 use russh::keys::PublicKey;
-use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::server::{
+    Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
+};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -165,10 +167,18 @@ impl Handler for SshConnection {
             );
         }
         let (Some(host), Some(open)) = (self.host.clone(), self.channel.take()) else {
-            return self.refuse_on_channel(channel, "the crashdrop subsystem runs once per connection", session);
+            return self.refuse_on_channel(
+                channel,
+                "the crashdrop subsystem runs once per connection",
+                session,
+            );
         };
         if open.id() != channel {
-            return self.refuse_on_channel(channel, "the crashdrop subsystem runs once per connection", session);
+            return self.refuse_on_channel(
+                channel,
+                "the crashdrop subsystem runs once per connection",
+                session,
+            );
         }
         session.channel_success(channel)?;
         if let Some(started) = self.started.take() {
@@ -188,7 +198,11 @@ impl Handler for SshConnection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_on_channel(channel, &format!("shell refused: {ONLY_SUBSYSTEM}"), session)
+        self.refuse_on_channel(
+            channel,
+            &format!("shell refused: {ONLY_SUBSYSTEM}"),
+            session,
+        )
     }
 
     async fn exec_request(
@@ -197,11 +211,7 @@ impl Handler for SshConnection {
         _data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_on_channel(
-            channel,
-            &format!("exec refused: {ONLY_SUBSYSTEM}"),
-            session,
-        )
+        self.refuse_on_channel(channel, &format!("exec refused: {ONLY_SUBSYSTEM}"), session)
     }
 
     async fn pty_request(
