@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use crashdrop_proto::{Busy, ErrorCode, ErrorFrame, Frame, FrameCodec, MAX_STRING, PROTOCOL_V2};
-use tokio_util::codec::Decoder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::Decoder;
 
 /// Refusals in progress at once, per receiver.
 pub const REFUSAL_SLOTS: usize = 32;
