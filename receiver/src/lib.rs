@@ -13,3 +13,4 @@ pub mod session;
 pub mod ssh;
 pub mod store;
 pub mod tls;
+pub mod triage;

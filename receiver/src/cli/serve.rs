@@ -327,6 +327,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         reloadable.push(keys.clone());
     }
     tracker.spawn(reload_on_sighup(reloadable, shutdown.clone()));
+    // Before "listening" is printed: a SIGTERM right after it must stop us cleanly, not kill us
+    // with the default disposition.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
     let mut stdout = std::io::stdout();
     for addr in &config.tls_listen {
         let addr: SocketAddr = addr.parse().with_context(|| {
@@ -385,7 +389,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             tracker.spawn(acceptor.run());
         }
     }
-    wait_for_signal().await;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
     info!("shutting down: no new sessions; letting current ones record their progress");
     shutdown.cancel();
     tracker.close();
@@ -396,18 +403,6 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         warn!("sessions still busy after 30s; exiting (their dumps stay resumable)");
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
 }
 
 #[cfg(test)]
