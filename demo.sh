@@ -45,6 +45,6 @@ echo "== what the receiver stored"
 "$bin/crashdropd" list --store "$work/store"
 dump=$("$bin/crashdropd" list --store "$work/store" --json | sed -n 's/.*"location": "\(.*\)".*/\1/p' | head -1)
 "$bin/crashdropd" verify --store "$work/store" "$dump"
-echo "== the crashed kernel's last words (crashdropd dmesg, last 8 lines)"
-"$bin/crashdropd" dmesg --store "$work/store" "$dump" | tail -n 8
+echo "== the crashed kernel's last words (crashdropd dmesg, around the panic)"
+"$bin/crashdropd" dmesg --store "$work/store" "$dump" | grep -B1 -A3 'Kernel panic'
 echo "== done: the dump is $work/store/$dump/vmcore (kdump-compressed; open it with crash)"

@@ -278,6 +278,6 @@ fn write(machine: &SynthMachine, path: &Path) -> io::Result<SynthSummary> {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod tests;

@@ -83,16 +83,28 @@ pub(super) fn boot_log(spec: &SynthSpec, layout: &Layout) -> Vec<SynthLogLine> {
         prev = r.end;
     }
     first(&mut log, "NX (Execute Disable) protection: active".into());
-    first(&mut log, "DMI: crashdrop Synthetic PC, BIOS 1.16.3 04/01/2014".into());
+    first(
+        &mut log,
+        "DMI: crashdrop Synthetic PC, BIOS 1.16.3 04/01/2014".into(),
+    );
     first(&mut log, "tsc: Fast TSC calibration using PIT".into());
     first(&mut log, "tsc: Detected 2995.200 MHz processor".into());
     first(
         &mut log,
-        format!("last_pfn = {:#x} max_arch_pfn = 0x400000000", layout.end_pfn),
+        format!(
+            "last_pfn = {:#x} max_arch_pfn = 0x400000000",
+            layout.end_pfn
+        ),
     );
-    first(&mut log, "x86/PAT: Configuration [0-7]: WB  WC  UC- UC  WB  WP  UC- WT  ".into());
+    first(
+        &mut log,
+        "x86/PAT: Configuration [0-7]: WB  WC  UC- UC  WB  WP  UC- WT  ".into(),
+    );
     first(&mut log, "RAMDISK: [mem 0x3fb8f000-0x3fff7fff]".into());
-    first(&mut log, "ACPI: Early table checksum verification disabled".into());
+    first(
+        &mut log,
+        "ACPI: Early table checksum verification disabled".into(),
+    );
     let crashkernel = layout.ram[1].start + (layout.ram[1].end - layout.ram[1].start) / 2;
     first(
         &mut log,
@@ -103,15 +115,28 @@ pub(super) fn boot_log(spec: &SynthSpec, layout: &Layout) -> Vec<SynthLogLine> {
         ),
     );
     first(&mut log, "Zone ranges:".into());
-    first(&mut log, "  DMA      [mem 0x0000000000001000-0x0000000000ffffff]".into());
-    first(&mut log, "  DMA32    [mem 0x0000000001000000-0x00000000ffffffff]".into());
+    first(
+        &mut log,
+        "  DMA      [mem 0x0000000000001000-0x0000000000ffffff]".into(),
+    );
+    first(
+        &mut log,
+        "  DMA32    [mem 0x0000000001000000-0x00000000ffffffff]".into(),
+    );
     first(&mut log, "Movable zone start for each node".into());
-    first(&mut log, "setup_percpu: NR_CPUS:8192 nr_cpumask_bits:2 nr_cpu_ids:2 nr_node_ids:1".into());
+    first(
+        &mut log,
+        "setup_percpu: NR_CPUS:8192 nr_cpumask_bits:2 nr_cpu_ids:2 nr_node_ids:1".into(),
+    );
     first(
         &mut log,
         format!("Kernel command line: BOOT_IMAGE=/boot/vmlinuz-{rel} root=/dev/vda1 ro console=ttyS0 crashkernel=256M"),
     );
-    let total_k = layout.ram.iter().map(|r| (r.end - r.start) / 1024).sum::<u64>();
+    let total_k = layout
+        .ram
+        .iter()
+        .map(|r| (r.end - r.start) / 1024)
+        .sum::<u64>();
     let image_k = (layout.image.end - layout.image.start) / 1024;
     let reserved_k = image_k + (layout.vmemmap_end() - layout.memblock.start) / 1024 + 1024;
     first(
@@ -124,9 +149,15 @@ pub(super) fn boot_log(spec: &SynthSpec, layout: &Layout) -> Vec<SynthLogLine> {
             image_k / 4
         ),
     );
-    first(&mut log, "SLUB: HWalign=64, Order=0-3, MinObjects=0, CPUs=2, Nodes=1".into());
+    first(
+        &mut log,
+        "SLUB: HWalign=64, Order=0-3, MinObjects=0, CPUs=2, Nodes=1".into(),
+    );
     first(&mut log, "rcu: Hierarchical RCU implementation.".into());
-    first(&mut log, "NR_IRQS: 524544, nr_irqs: 440, preallocated irqs: 16".into());
+    first(
+        &mut log,
+        "NR_IRQS: 524544, nr_irqs: 440, preallocated irqs: 16".into(),
+    );
     first(&mut log, "Console: colour VGA+ 80x25".into());
     first(&mut log, "printk: console [ttyS0] enabled".into());
 
@@ -167,9 +198,14 @@ pub(super) fn boot_log(spec: &SynthSpec, layout: &Layout) -> Vec<SynthLogLine> {
         40_000,
         INFO,
         t(1),
-        format!("Freeing unused kernel image (initmem) memory: 2876K"),
+        "Freeing unused kernel image (initmem) memory: 2876K".into(),
     );
-    log.at(2_000, INFO, t(1), "Write protecting the kernel read-only data: 26624k".into());
+    log.at(
+        2_000,
+        INFO,
+        t(1),
+        "Write protecting the kernel read-only data: 26624k".into(),
+    );
     log.at(3_000, INFO, t(1), "Run /init as init process".into());
     for text in [
         "virtio_blk virtio1: [vda] 20971520 512-byte logical blocks (10.7 GB/10.0 GiB)",
@@ -177,22 +213,77 @@ pub(super) fn boot_log(spec: &SynthSpec, layout: &Layout) -> Vec<SynthLogLine> {
         "virtio_net virtio0 enp0s2: renamed from eth0",
         "EXT4-fs (vda1): mounted filesystem with ordered data mode. Quota mode: none.",
     ] {
-        log.at(60_000, INFO, t(96 + log.lines.len() as u32 % 7), text.into());
+        log.at(
+            60_000,
+            INFO,
+            t(96 + log.lines.len() as u32 % 7),
+            text.into(),
+        );
     }
-    log.at(400_000, INFO, t(1), "systemd[1]: systemd 252.33-1~deb12u1 running in system mode".into());
-    log.at(90_000, INFO, t(1), "systemd[1]: Detected virtualization kvm.".into());
-    log.at(80_000, INFO, t(1), format!("systemd[1]: Hostname set to <synthetic>."));
-    log.at(700_000, INFO, t(212), "EXT4-fs (vda1): re-mounted. Quota mode: none.".into());
-    log.at(1_300_000, INFO, t(301), "kdump-tools[301]: Starting kdump-tools:".into());
-    log.at(50_000, INFO, t(309), format!("kdump-tools[309]: loaded kdump kernel."));
-    log.at(2_500_000, WARNING, cpu(1), "hrtimer: interrupt took 2113425 ns".into());
+    log.at(
+        400_000,
+        INFO,
+        t(1),
+        "systemd[1]: systemd 252.33-1~deb12u1 running in system mode".into(),
+    );
+    log.at(
+        90_000,
+        INFO,
+        t(1),
+        "systemd[1]: Detected virtualization kvm.".into(),
+    );
+    log.at(
+        80_000,
+        INFO,
+        t(1),
+        "systemd[1]: Hostname set to <synthetic>.".into(),
+    );
+    log.at(
+        700_000,
+        INFO,
+        t(212),
+        "EXT4-fs (vda1): re-mounted. Quota mode: none.".into(),
+    );
+    log.at(
+        1_300_000,
+        INFO,
+        t(301),
+        "kdump-tools[301]: Starting kdump-tools:".into(),
+    );
+    log.at(
+        50_000,
+        INFO,
+        t(309),
+        "kdump-tools[309]: loaded kdump kernel.".into(),
+    );
+    log.at(
+        2_500_000,
+        WARNING,
+        cpu(1),
+        "hrtimer: interrupt took 2113425 ns".into(),
+    );
 
     // The crash: `echo c > /proc/sysrq-trigger`.
     let pid = 1000 + (log.rng.next() % 3000) as u32;
     log.at(9_000_000, INFO, t(pid), "sysrq: Trigger a crash".into());
-    log.at(300, EMERG, t(pid), "Kernel panic - not syncing: sysrq triggered crash".into());
-    log.at(300, WARNING, t(pid), format!("CPU: 1 PID: {pid} Comm: bash Kdump: loaded Not tainted {rel} #1"));
-    log.at(300, WARNING, t(pid), "Hardware name: crashdrop Synthetic PC, BIOS 1.16.3 04/01/2014".into());
+    log.at(
+        300,
+        EMERG,
+        t(pid),
+        "Kernel panic - not syncing: sysrq triggered crash".into(),
+    );
+    log.at(
+        300,
+        WARNING,
+        t(pid),
+        format!("CPU: 1 PID: {pid} Comm: bash Kdump: loaded Not tainted {rel} #1"),
+    );
+    log.at(
+        300,
+        WARNING,
+        t(pid),
+        "Hardware name: crashdrop Synthetic PC, BIOS 1.16.3 04/01/2014".into(),
+    );
     log.at(300, WARNING, t(pid), "Call Trace:".into());
     for frame in [
         " <TASK>",

@@ -84,7 +84,7 @@ pub(super) fn plan_chunk(layout: &Layout, seed: u64, chunk: u64) -> Vec<Slot> {
         prefix[i + 1] = prefix[i] + u32::from(ok);
     }
     let mut planner = Planner {
-        rng: XorShift(mix(seed ^ mix(chunk ^ 0x5eed_c1a5_5e5)) | 1),
+        rng: XorShift(mix(seed ^ mix(chunk ^ 0x05ee_dc1a_55e5)) | 1),
         prefix,
         slots: vec![
             Slot {

@@ -13,7 +13,7 @@ use super::layout::{
 use super::printk::{self, RingPlace};
 use super::{mix, SynthLogLine, SynthSpec};
 use crate::elf::encode_utsname;
-use crate::{UTSNAME_LEN, X86_64_START_KERNEL_MAP};
+use crate::UTSNAME_LEN;
 
 /// Pages of physical memory whose contents the kernel's data decides (all zero unless written).
 #[derive(Default)]
@@ -149,7 +149,9 @@ pub(super) fn build(
         tables.ov.write_u64(ms, SYNTH_VMEMMAP | 0xf);
     }
     for (&root, &pa) in &roots {
-        tables.ov.write_u64(root_array + root * 8, SYNTH_PAGE_OFFSET + pa);
+        tables
+            .ov
+            .write_u64(root_array + root * 8, SYNTH_PAGE_OFFSET + pa);
     }
 
     let uts = encode_utsname([
@@ -163,7 +165,10 @@ pub(super) fn build(
     debug_assert_eq!(uts.len(), UTSNAME_LEN);
     ov.write(layout.image_pa(layout.init_uts_ns()), &uts);
     printk::write_ring(&mut ov, layout, log)?;
-    ov.write_u64(layout.image_pa(layout.image_va(printk::CLEAR_SEQ_OFFSET)), 0);
+    ov.write_u64(
+        layout.image_pa(layout.image_va(printk::CLEAR_SEQ_OFFSET)),
+        0,
+    );
     Ok(ov)
 }
 
@@ -211,6 +216,5 @@ pub(super) fn vmcoreinfo(spec: &SynthSpec, layout: &Layout) -> String {
         spec.crash_time,
     ));
     debug_assert!(text.len() <= 4096, "VMCOREINFO is {} bytes", text.len());
-    debug_assert!(SYNTH_STEXT >= X86_64_START_KERNEL_MAP);
     text
 }

@@ -82,7 +82,11 @@ impl Layout {
         let text = (MIB + (low - image) / 2).min(0x8a0_0000) / SIZE_2M * SIZE_2M;
         let text = text.max(SIZE_2M);
         let phys_base = text.wrapping_sub(SYNTH_STEXT - X86_64_START_KERNEL_MAP);
-        let ram = vec![0x1000..0x9_fc00, MIB..MIB + low, high_start..high_start + high];
+        let ram = vec![
+            0x1000..0x9_fc00,
+            MIB..MIB + low,
+            high_start..high_start + high,
+        ];
         let end = high_start + high;
         let end_pfn = end.div_ceil(PAGE);
         let sections: Vec<u64> = (0..end.div_ceil(1 << SECTION_SIZE_BITS))

@@ -55,7 +55,10 @@ fn check_every_level(memory_bytes: u64, seed: u64) {
         let report = filter.apply(level, &mut got).expect("filter");
         assert_eq!(report.unreadable, 0, "level {n}: unreadable struct pages");
         assert_eq!(report.bad_buddy_orders, 0, "level {n}");
-        assert!(!report.free_lists, "level {n}: buddy detection must be used");
+        assert!(
+            !report.free_lists,
+            "level {n}: buddy detection must be used"
+        );
         let want = expected(&machine, &vmcore, level);
         assert_eq!(
             first_difference(&got, &want, &machine),
@@ -63,7 +66,14 @@ fn check_every_level(memory_bytes: u64, seed: u64) {
             "{memory_bytes} bytes, level {n}: the filter's (pfn, generator class) disagree"
         );
         assert_eq!(got.count_ones(), summary.dumpable_at(level), "level {n}");
-        assert_eq!(report.free, if level.excludes_free() { summary.pages_of(SynthClass::Free) } else { 0 });
+        assert_eq!(
+            report.free,
+            if level.excludes_free() {
+                summary.pages_of(SynthClass::Free)
+            } else {
+                0
+            }
+        );
     }
 }
 

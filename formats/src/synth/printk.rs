@@ -54,7 +54,11 @@ impl RingPlace {
 }
 
 /// Writes the ring holding `log` (which must fit: it is the generator's own log).
-pub(super) fn write_ring(ov: &mut Overlay, layout: &Layout, log: &[SynthLogLine]) -> io::Result<()> {
+pub(super) fn write_ring(
+    ov: &mut Overlay,
+    layout: &Layout,
+    log: &[SynthLogLine],
+) -> io::Result<()> {
     let place = RingPlace::of(layout);
     let first = (1u64 << 32).wrapping_sub(DESCS + 1) & 0xffff_ffff;
     let tail_lpos = 0u64.wrapping_sub(TEXT_BYTES);
@@ -70,7 +74,9 @@ pub(super) fn write_ring(ov: &mut Overlay, layout: &Layout, log: &[SynthLogLine]
         .map(|l| (8 + l.text.len() as u64).next_multiple_of(8))
         .sum();
     if log.len() as u64 >= DESCS - 1 || used > TEXT_BYTES / 2 {
-        return Err(io::Error::other("synthetic kernel log too long for its ring"));
+        return Err(io::Error::other(
+            "synthetic kernel log too long for its ring",
+        ));
     }
     for (seq, line) in log.iter().enumerate() {
         id = (id + 1) & ID_MASK;

@@ -92,7 +92,7 @@ pub(super) fn encode(layout: &Layout, seed: u64, cache: &mut ChunkCache<'_>, pfn
         match class {
             SynthClass::Reserved => flags |= bit(PG_RESERVED),
             SynthClass::Kernel => {
-                if h % 8 == 0 {
+                if h.is_multiple_of(8) {
                     mapcount = PAGE_TABLE;
                 }
             }
@@ -111,7 +111,7 @@ pub(super) fn encode(layout: &Layout, seed: u64, cache: &mut ChunkCache<'_>, pfn
             SynthClass::Free => refcount = 0,
             SynthClass::Cache | SynthClass::CachePrivate => {
                 flags |= bit(PG_LRU) | bit(PG_UPTODATE) | bit(PG_REFERENCED);
-                if h % 4 == 0 {
+                if h.is_multiple_of(4) {
                     flags |= bit(PG_ACTIVE);
                 }
                 if h % 16 == 1 {
@@ -126,7 +126,7 @@ pub(super) fn encode(layout: &Layout, seed: u64, cache: &mut ChunkCache<'_>, pfn
                 index = (h >> 20) % (1 << 20);
                 compound_head = self_lru;
                 lru_prev = self_lru;
-                if h % 3 == 0 {
+                if h.is_multiple_of(3) {
                     mapcount = 0; // mapped by one process
                     refcount += 1;
                 }
@@ -136,7 +136,7 @@ pub(super) fn encode(layout: &Layout, seed: u64, cache: &mut ChunkCache<'_>, pfn
                 mapping = kernel_pointer(layout, h >> 5, 8) | 1; // the anon_vma, PAGE_MAPPING_ANON
                 index = (h >> 24) % (1 << 28);
                 mapcount = 0;
-                if order == 0 && h % 20 == 0 {
+                if order == 0 && h.is_multiple_of(20) {
                     flags |= bit(PG_SWAPCACHE);
                     private = (h >> 11) % (1 << 24); // the swap entry
                     refcount = 2;

@@ -4,8 +4,8 @@ use std::os::unix::fs::MetadataExt;
 
 use super::layout::MIB;
 use super::*;
-use crate::X86_64_START_KERNEL_MAP;
 use crate::elf::ElfVmcore;
+use crate::X86_64_START_KERNEL_MAP;
 use crate::{sha256, utsname_field};
 
 fn spec(memory_bytes: u64, seed: u64) -> SynthSpec {
@@ -111,7 +111,13 @@ fn too_little_memory_is_refused() {
 #[test]
 fn small_and_odd_sizes_all_have_room_for_the_kernel() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for size in [16 * MIB, 17 * MIB, 18 * MIB + 4096, 23 * MIB + 12345, 129 * MIB] {
+    for size in [
+        16 * MIB,
+        17 * MIB,
+        18 * MIB + 4096,
+        23 * MIB + 12345,
+        129 * MIB,
+    ] {
         let path = dir.path().join("v");
         let summary = write_synthetic_vmcore(&path, &spec(size, 2)).expect("write");
         let v = ElfVmcore::open(&path).expect("open");
