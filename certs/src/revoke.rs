@@ -146,15 +146,21 @@ fn update_crl(dir: &Path, serial: Option<Vec<u8>>) -> Result<(PathBuf, Vec<Strin
             .collect(),
         key_identifier_method: KeyIdMethod::Sha256,
     };
-    let generate = |source| CertError::Generate { what: "CRL", source };
+    let generate = |source| CertError::Generate {
+        what: "CRL",
+        source,
+    };
     let crl = params.signed_by(&issuer).map_err(generate)?;
     let pem = crl.pem().map_err(generate)?;
     pem_file::write(&path, pem.as_bytes(), Mode::Public, Existing::Replace)?;
     Ok((path, revoked.iter().map(|(s, _)| serial_hex(s)).collect()))
 }
 
+/// Serials revoked by a CRL, each with its revocation time.
+type RevokedSerials = Vec<(Vec<u8>, OffsetDateTime)>;
+
 /// The serials (with revocation times) and CRL number of an existing `crl.pem`; none if absent.
-fn read_crl(path: &Path) -> Result<(Vec<(Vec<u8>, OffsetDateTime)>, u64), CertError> {
+fn read_crl(path: &Path) -> Result<(RevokedSerials, u64), CertError> {
     let text = match std::fs::read(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
@@ -300,7 +306,12 @@ mod tests {
         let by_serial =
             revoke(tmp.path(), &RevokeTarget::Serial("0x00:5A:0f".into())).expect("serial");
         assert_eq!(by_serial.added.as_deref(), Some("serial 5a:0f"));
-        assert_eq!(by_serial.crl_serials.len(), 2, "{:?}", by_serial.crl_serials);
+        assert_eq!(
+            by_serial.crl_serials.len(),
+            2,
+            "{:?}",
+            by_serial.crl_serials
+        );
         let text = std::fs::read_to_string(&by_serial.revoked_hosts).expect("read");
         assert_eq!(text.lines().filter(|l| l.starts_with("a ")).count(), 1);
         assert!(text.contains("serial 5a:0f"), "{text}");
