@@ -21,7 +21,7 @@ pub mod vmcoreinfo;
 pub use bitmap::{bitmap_byte_len, Bitmap, BitmapError, BitmapRank};
 pub use digest::{dump_id, sha256, ChunkHasher, DumpDigest};
 pub use elf::{ElfError, ElfVmcore, LoadSegment};
-pub use filter::{DumpLevel, FilterError, FilterReport, PageFilter};
+pub use filter::{DumpLevel, FilterError, FilterReport, PageFilter, PageSelection};
 pub use notes::{parse_notes, Note, NoteError, NoteIter, NoteSummary};
 pub use synth::{write_synthetic_vmcore, SynthSpec, SynthSummary};
 pub use vmcoreinfo::VmcoreInfo;

@@ -32,13 +32,13 @@ pub use child::{listen_addr, spawn_until_line, ChildGuard, START_TIMEOUT};
 pub use crash::{run_crash, run_crash_with_timeout, CrashOutput, CRASH_TIMEOUT};
 pub use fixtures::{decompressed, fixture_dumps, fixture_vmlinux, fixtures_dir, FixtureDump};
 pub use kernel_log::{normalize_log, release_from_log};
-pub use makedumpfile::{makedumpfile_compress, makedumpfile_dump_dmesg};
+pub use makedumpfile::{makedumpfile_compress, makedumpfile_dump_dmesg, makedumpfile_with};
 pub use proxy::{Fault, FaultProxy, ProxyStats};
 pub use raw_peer::{exchange_plain, Ending, RawPeer, Reply, REPLY_TIMEOUT};
 pub use test_certs::{TestCerts, RECEIVER_NAMES};
 pub use tools::{crash_available, in_ci, makedumpfile_available, require_tools, skip};
 pub use transfer::{
-    assert_sent, compare_stored, compare_with_source, run, sender, sender_as, sender_to,
+    assert_sent, compare_stored, compare_with_source, run, selection, sender, sender_as, sender_to,
     stored_dumps, Comparison, Receiver,
 };
 pub use workspace::{bin_path, target_dir, workspace_root};

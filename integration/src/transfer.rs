@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use crashdrop_certs::CertPaths;
 use crashdrop_formats::kdump::{KdumpReader, PageRead};
-use crashdrop_formats::{Bitmap, ElfVmcore};
+use crashdrop_formats::{Bitmap, DumpLevel, ElfVmcore, PageFilter, PageSelection};
 
 use crate::child::{listen_addr, spawn_until_line, ChildGuard};
 use crate::test_certs::TestCerts;
@@ -147,10 +147,19 @@ pub struct Comparison {
 pub fn compare_with_source(stored: &Path, source: &Path, level: u8) -> Comparison {
     assert!(level <= 1, "compare_with_source handles levels 0 and 1");
     let src = ElfVmcore::open(source).unwrap_or_else(|e| panic!("{e}"));
-    compare_stored(stored, source, level, &src.file_backed_bitmap())
+    compare_stored(stored, source, level, &selection(&src, level).dumpable)
 }
 
-/// [`compare_with_source`] for any dump level: the stored 2nd bitmap must equal `expected`
+/// The page filter's [`PageSelection`] of `vmcore` at `level` (what the sender offers).
+pub fn selection(vmcore: &ElfVmcore, level: u8) -> PageSelection {
+    let dump_level = DumpLevel::new(level).unwrap_or_else(|e| panic!("{e}"));
+    PageFilter::for_vmcore(vmcore)
+        .select(dump_level)
+        .unwrap_or_else(|e| panic!("{}: -d {level}: {e}", vmcore.path().display()))
+}
+
+/// [`compare_with_source`] for any dump level: `max_mapnr` and the 1st bitmap must be the
+/// filter's ([`selection`]), the stored 2nd bitmap must equal `expected`
 /// (the page filter's result for `level`), and every stored page the source's bytes.
 pub fn compare_stored(stored: &Path, source: &Path, level: u8, expected: &Bitmap) -> Comparison {
     let src = ElfVmcore::open(source).unwrap_or_else(|e| panic!("{e}"));
@@ -160,9 +169,10 @@ pub fn compare_stored(stored: &Path, source: &Path, level: u8, expected: &Bitmap
         "{} still marked incomplete",
         stored.display()
     );
-    assert_eq!(reader.meta().max_mapnr, src.max_mapnr(), "max_mapnr");
+    let want = selection(&src, level);
+    assert_eq!(reader.meta().max_mapnr, want.max_mapnr, "max_mapnr");
     assert!(
-        reader.bitmap1() == &src.ram_bitmap(),
+        reader.bitmap1() == &want.ram,
         "1st bitmap differs from the source's RAM"
     );
     assert!(

@@ -392,3 +392,137 @@ async fn a_journal_that_claims_more_than_the_file_holds_restarts_the_transfer() 
     ));
     assert_verifies(&dump_dir);
 }
+
+/// Sends the bitmaps and the first `n` chunks and waits until the receiver acknowledged them.
+async fn store_first_chunks(peer: &mut Peer, dump: &Dump, n: usize) {
+    peer.send_bitmaps(dump).await;
+    for chunk in &dump.chunks[..n] {
+        peer.send(Frame::PageChunk(chunk.clone())).await;
+    }
+    let want = n as u64 * u64::from(PAGES_PER_CHUNK);
+    loop {
+        match peer.next().await {
+            Frame::ChunkAck(ack) if ack.durable_pages >= want => return,
+            Frame::ChunkAck(_) => continue,
+            other => panic!("expected ChunkAck, got {other:?}"),
+        }
+    }
+}
+
+/// The same notes with one more (harmless) ELF note: a longer note segment moves the file layout.
+fn with_extra_note(notes: &[u8]) -> Bytes {
+    let mut longer = notes.to_vec();
+    longer.extend_from_slice(&5u32.to_le_bytes()); // namesz, "TEST\0"
+    longer.extend_from_slice(&4u32.to_le_bytes()); // descsz
+    longer.extend_from_slice(&0x7777u32.to_le_bytes()); // type
+    longer.extend_from_slice(b"TEST\0\0\0\0");
+    longer.extend_from_slice(&[1, 2, 3, 4]);
+    Bytes::from(longer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_offer_with_the_same_dump_id_starts_over_instead_of_resuming() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let store = DumpStore::open(&work.path().join("store"), StoreCompression::Zstd).expect("store");
+    let dump_dir = store
+        .root()
+        .join("web-8")
+        .join(DumpStore::dump_dir_name(&dump.manifest));
+
+    let mut first = connect(&store, "web-8");
+    resume_point(first.offer(&dump).await);
+    store_first_chunks(&mut first, &dump, 3).await;
+    drop(first.framed);
+    let _ = first.server.await;
+
+    // Same DumpId, same sizes and chunking, but different notes: every other field matches, so
+    // comparing a few settings would resume into a file whose layout no longer fits.
+    let mut changed = Dump {
+        manifest: dump.manifest.clone(),
+        ram: dump.ram.clone(),
+        dumpable: dump.dumpable.clone(),
+        chunks: dump.chunks.clone(),
+        digest: dump.digest,
+    };
+    changed.manifest.notes = with_extra_note(&dump.manifest.notes);
+    let mut second = connect(&store, "web-8");
+    let resume = resume_point(second.offer(&changed).await);
+    assert_eq!(
+        (resume.bitmaps_stored, resume.next_page),
+        (false, 0),
+        "a changed offer must not resume the old transfer"
+    );
+    second.send_bitmaps(&changed).await;
+    assert!(matches!(
+        second.send_rest(&changed, 0).await,
+        Frame::Complete(_)
+    ));
+    assert_verifies(&dump_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identical_offer_resumes_after_the_durable_chunks() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let store = DumpStore::open(&work.path().join("store"), StoreCompression::Zstd).expect("store");
+    let dump_dir = store
+        .root()
+        .join("web-9")
+        .join(DumpStore::dump_dir_name(&dump.manifest));
+
+    let mut first = connect(&store, "web-9");
+    resume_point(first.offer(&dump).await);
+    store_first_chunks(&mut first, &dump, 3).await;
+    drop(first.framed);
+    let _ = first.server.await;
+
+    let mut second = connect(&store, "web-9");
+    let resume = resume_point(second.offer(&dump).await);
+    assert_eq!(
+        (resume.bitmaps_stored, resume.next_page),
+        (true, 3 * u64::from(PAGES_PER_CHUNK))
+    );
+    assert!(matches!(
+        second.send_rest(&dump, 3).await,
+        Frame::Complete(_)
+    ));
+    assert_verifies(&dump_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_journal_header_means_nothing_durable_and_the_transfer_starts_over() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let store = DumpStore::open(&work.path().join("store"), StoreCompression::Zstd).expect("store");
+    let dump_dir = store
+        .root()
+        .join("web-10")
+        .join(DumpStore::dump_dir_name(&dump.manifest));
+
+    for torn in [&b""[..], &b"crashdrop-prog"[..], &[0xffu8; 200][..]] {
+        let mut first = connect(&store, "web-10");
+        resume_point(first.offer(&dump).await);
+        store_first_chunks(&mut first, &dump, 2).await;
+        drop(first.framed);
+        let _ = first.server.await;
+        // A power cut while the journal was created in place left this header.
+        std::fs::write(dump_dir.join("progress"), torn).expect("tear journal");
+
+        let mut second = connect(&store, "web-10");
+        let resume = resume_point(second.offer(&dump).await);
+        assert_eq!(
+            (resume.bitmaps_stored, resume.next_page),
+            (false, 0),
+            "{} torn bytes: nothing durable",
+            torn.len()
+        );
+        second.send_bitmaps(&dump).await;
+        assert!(matches!(
+            second.send_rest(&dump, 0).await,
+            Frame::Complete(_)
+        ));
+        assert_verifies(&dump_dir);
+        std::fs::remove_dir_all(&dump_dir).expect("clean for the next case");
+    }
+}

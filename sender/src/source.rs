@@ -5,7 +5,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use crashdrop_formats::digest::{dump_id, sha256};
-use crashdrop_formats::{Bitmap, DumpLevel, ElfVmcore, FilterReport, PageFilter};
+use crashdrop_formats::{Bitmap, DumpLevel, ElfVmcore, PageFilter, PageSelection};
 use crashdrop_proto::limits::MAX_NOTES_LEN;
 use crashdrop_proto::{DumpId, DumpManifest};
 
@@ -19,6 +19,9 @@ pub fn check_dump_level(dump_level: u8) -> Result<DumpLevel, SendError> {
 pub struct DumpSource {
     pub vmcore: ElfVmcore,
     pub dump_level: u8,
+    /// The dump's `max_mapnr`: the vmcore's, lowered to the end of the last memory section
+    /// with a mem_map (formats.md 1.7, 4.4 step 5), as makedumpfile does.
+    pub max_mapnr: u64,
     /// Pfns that exist in the dump (the kdump 1st bitmap).
     pub ram: Bitmap,
     /// Pfns whose pages are sent (the kdump 2nd bitmap).
@@ -44,19 +47,18 @@ impl DumpSource {
                 vmcore.notes().len()
             )));
         }
-        let ram = vmcore.ram_bitmap();
-        // The 2nd bitmap: RAM minus the pfns past each PT_LOAD's file part, minus what the
+        // max_mapnr lowered to the last section with a mem_map; the 1st bitmap from the
+        // PT_LOADs; the 2nd: RAM minus the pfns past each PT_LOAD's file part, minus what the
         // level excludes (zero pages stay: they are found while sending).
-        let mut dumpable = vmcore.file_backed_bitmap();
-        let filter = PageFilter::for_vmcore(&vmcore)
-            .apply(level, &mut dumpable)
+        let selection = PageFilter::for_vmcore(&vmcore)
+            .select(level)
             .map_err(|e| {
                 SendError::Vmcore(format!(
                     "{}: dump level {dump_level}: {e} (--dump-level 0 or 1 sends without page filtering)",
                     path.display()
                 ))
             })?;
-        report_filter(path, dump_level, &filter);
+        report_filter(path, dump_level, &selection);
         let dump_id = DumpId(dump_id(
             vmcore.elf_header_bytes(),
             vmcore.program_header_bytes(),
@@ -66,8 +68,9 @@ impl DumpSource {
         Ok(DumpSource {
             vmcore,
             dump_level,
-            ram,
-            dumpable,
+            max_mapnr: selection.max_mapnr,
+            ram: selection.ram,
+            dumpable: selection.dumpable,
             dump_id,
         })
     }
@@ -96,7 +99,7 @@ impl DumpSource {
             dump_id: self.dump_id,
             dump_level: self.dump_level,
             page_size: self.vmcore.page_size() as u32,
-            max_mapnr: self.vmcore.max_mapnr(),
+            max_mapnr: self.max_mapnr,
             phys_base: self.vmcore.phys_base(),
             crash_time: self.vmcore.crash_time().unwrap_or(0),
             nr_cpus: self.vmcore.nr_cpus(),
@@ -111,8 +114,21 @@ impl DumpSource {
 /// Says on stderr what the page filter left out, and what it had to keep against makedumpfile's
 /// rules (it never drops a page it cannot justify; makedumpfile would refuse the whole dump when a
 /// struct page is unreadable).
-fn report_filter(path: &Path, dump_level: u8, report: &FilterReport) {
+fn report_filter(path: &Path, dump_level: u8, selection: &PageSelection) {
     let path = path.display();
+    let report = &selection.report;
+    if selection.max_mapnr < selection.elf_max_mapnr {
+        eprintln!(
+            "max_mapnr {:#x} (the vmcore's {:#x} ends past the last memory section with a mem_map)",
+            selection.max_mapnr, selection.elf_max_mapnr
+        );
+    }
+    if let Some(why) = &selection.not_lowered {
+        eprintln!(
+            "crashdrop-send: warning: {path}: max_mapnr not lowered to the last section with a mem_map \
+             (makedumpfile would refuse this dump): {why}"
+        );
+    }
     if report.walked || report.free_lists {
         eprintln!(
             "dump level {dump_level}: leaving out {} pages (free {}, cache {}, user {}, \
@@ -167,6 +183,11 @@ mod tests {
         // Levels 0 and 1 need none of it.
         let source = DumpSource::open(&path, 1).expect("level 1");
         assert_eq!(source.dumpable, source.vmcore.file_backed_bitmap());
+        assert_eq!(
+            source.max_mapnr,
+            source.vmcore.max_mapnr(),
+            "no sections: kept"
+        );
         assert!(check_dump_level(32).is_err());
     }
 }

@@ -3,7 +3,7 @@
 mod error;
 pub mod header;
 mod kernel;
-mod pfns;
+pub mod pfns;
 mod physmem;
 
 use std::fs::File;

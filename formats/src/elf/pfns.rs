@@ -32,23 +32,34 @@ impl LoadSegment {
 
 impl ElfVmcore {
     /// The 1st bitmap ("is RAM"), `max_mapnr` bits: every PT_LOAD's [`LoadSegment::ram_pfns`].
+    /// A dump's own 1st bitmap may be shorter: see [`crate::PageSelection`].
     pub fn ram_bitmap(&self) -> Bitmap {
-        let mut bitmap = Bitmap::new(self.max_mapnr);
-        for load in &self.loads {
-            bitmap.set_range(load.ram_pfns(self.page_size));
-        }
-        bitmap
+        ram_bitmap(&self.loads, self.page_size, self.max_mapnr)
     }
 
     /// The 1st bitmap minus every PT_LOAD's [`LoadSegment::unbacked_pfns`] (1.7.2 rule): the 2nd
-    /// bitmap of dump levels 0 and 1.
+    /// bitmap of dump levels 0 and 1 before `max_mapnr` is lowered ([`crate::PageSelection`]).
     pub fn file_backed_bitmap(&self) -> Bitmap {
-        let mut bitmap = self.ram_bitmap();
-        for load in &self.loads {
-            bitmap.clear_range(load.unbacked_pfns(self.page_size));
-        }
-        bitmap
+        file_backed_bitmap(&self.loads, self.page_size, self.max_mapnr)
     }
+}
+
+/// The 1st bitmap of `bits` pfns: every PT_LOAD's [`LoadSegment::ram_pfns`], clipped.
+pub fn ram_bitmap(loads: &[LoadSegment], page_size: u64, bits: u64) -> Bitmap {
+    let mut bitmap = Bitmap::new(bits);
+    for load in loads {
+        bitmap.set_range(load.ram_pfns(page_size));
+    }
+    bitmap
+}
+
+/// [`ram_bitmap`] minus every PT_LOAD's [`LoadSegment::unbacked_pfns`] (1.7.2 rule).
+pub fn file_backed_bitmap(loads: &[LoadSegment], page_size: u64, bits: u64) -> Bitmap {
+    let mut bitmap = ram_bitmap(loads, page_size, bits);
+    for load in loads {
+        bitmap.clear_range(load.unbacked_pfns(page_size));
+    }
+    bitmap
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod free_list;
 mod layout;
 mod mem_section;
 mod memory;
+mod selection;
 mod translate;
 mod walk;
 
@@ -30,6 +31,7 @@ pub use error::{FilterError, MemoryError};
 pub use layout::{kernel_version, CompoundScheme, FlagBits, PageLayout, PageTypes};
 pub use mem_section::{Section, SectionMap};
 pub use memory::PhysicalMemory;
+pub use selection::PageSelection;
 pub use translate::{Translator, Unmapped, DIRECT_MAP_FLOOR};
 pub use walk::WINDOW_BYTES;
 
@@ -140,6 +142,8 @@ pub struct PageFilter<'v, M: PhysicalMemory + ?Sized> {
     page_offset: Option<u64>,
     /// Pfns whose first byte is in some PT_LOAD's file part (4.5): sorted, disjoint.
     examined: Vec<Range<u64>>,
+    /// The PT_LOADs, for the bitmaps of [`PageFilter::select`].
+    loads: Vec<LoadSegment>,
     max_mapnr: u64,
 }
 
@@ -178,6 +182,7 @@ impl<'v, M: PhysicalMemory + ?Sized> PageFilter<'v, M> {
             phys_base,
             page_offset,
             examined: examined_pfns(loads, max_mapnr),
+            loads: loads.to_vec(),
             max_mapnr,
         }
     }

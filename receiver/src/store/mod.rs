@@ -246,8 +246,13 @@ impl DumpStore {
         }
         let fresh = !dir.exists();
         create_private_dir(&dir)?;
+        // Both new entries must survive a power cut: the dump directory in its host directory,
+        // and a new host directory in the store root.
         if let Some(host_dir) = dir.parent() {
             sync_dir(host_dir)?;
+            if let Some(root) = host_dir.parent() {
+                sync_dir(root)?;
+            }
         }
         match DumpWriter::create(&dir, &location, host, manifest, layout, self.compression) {
             Ok(writer) => Ok(Begin::Receive(Box::new(writer.with_lease(lease)))),

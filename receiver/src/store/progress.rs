@@ -1,19 +1,22 @@
 //! The `progress` journal: what of a dump in transfer is durably on disk.
 //!
-//! Created once both bitmaps are durable; one fixed-size record is appended per durable chunk.
-//! A record is only appended after the chunk's page data and descriptors were fsynced, so after
-//! any crash the journal never claims more than the `vmcore` file holds. A torn last record (a
-//! crash mid-append) is ignored and cut off on reopen.
+//! Created once both bitmaps are durable, atomically (a temp file, fsync, rename, directory
+//! fsync), so a `progress` file either holds a whole header or does not exist. The header names
+//! the bitmaps' digests and the digest of the whole `Offer` it belongs to. One fixed-size record
+//! is appended per durable chunk. A record is only appended after the chunk's page data and
+//! descriptors were fsynced, so after any crash the journal never claims more than the `vmcore`
+//! file holds. A torn last record (a crash mid-append) is ignored and cut off on reopen.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
 
-const MAGIC: &[u8; 32] = b"crashdrop-progress-v1\n\0\0\0\0\0\0\0\0\0\0";
-const HEADER_LEN: u64 = 32 + 32 + 32;
+/// Version 2 added the offer digest; a version-1 journal reads as "bad magic" (nothing durable).
+const MAGIC: &[u8; 32] = b"crashdrop-progress-v2\n\0\0\0\0\0\0\0\0\0\0";
+const HEADER_LEN: u64 = 32 + 32 + 32 + 32;
 const RECORD_LEN: u64 = 32 + 8;
 
 /// One durable chunk: its digest and where page data ended after it.
@@ -28,6 +31,8 @@ pub struct OpenedJournal {
     pub journal: ProgressJournal,
     /// SHA-256 of the 1st and 2nd bitmaps.
     pub bitmap_shas: [[u8; 32]; 2],
+    /// The digest of the `Offer` this journal belongs to (see `writer::offer_digest`).
+    pub offer_digest: [u8; 32],
     /// Whole records: chunks durably stored.
     pub chunks: u64,
     /// The last whole record.
@@ -42,26 +47,27 @@ pub struct ProgressJournal {
 }
 
 impl ProgressJournal {
-    /// Creates a fresh journal recording the bitmaps' digests, durably.
+    /// Creates a fresh journal recording the bitmaps' and the offer's digests, durably and
+    /// atomically: a crash leaves either no journal or one with its whole header.
     pub fn create(
         path: &Path,
-        bitmap1_sha256: &[u8; 32],
-        bitmap2_sha256: &[u8; 32],
+        bitmap_shas: &[[u8; 32]; 2],
+        offer_digest: &[u8; 32],
     ) -> Result<ProgressJournal, StoreError> {
-        let io = |source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = super::open_private(path, true)?;
         let mut header = Vec::with_capacity(HEADER_LEN as usize);
         header.extend_from_slice(MAGIC);
-        header.extend_from_slice(bitmap1_sha256);
-        header.extend_from_slice(bitmap2_sha256);
-        file.write_all(&header).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        if let Some(dir) = path.parent() {
-            super::sync_dir(dir)?;
-        }
+        header.extend_from_slice(&bitmap_shas[0]);
+        header.extend_from_slice(&bitmap_shas[1]);
+        header.extend_from_slice(offer_digest);
+        super::write_durably(path, &header)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|source| StoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(ProgressJournal {
             file,
             path: path.to_owned(),
@@ -81,7 +87,7 @@ impl ProgressJournal {
             .write(true)
             .open(path)
             .map_err(io)?;
-        let bitmap_shas = read_header(&file, path)?;
+        let (bitmap_shas, offer_digest) = read_header(&file, path)?;
         let file_len = file.metadata().map_err(io)?.len();
         let chunks = file_len.saturating_sub(HEADER_LEN) / RECORD_LEN;
         let len = HEADER_LEN + RECORD_LEN * chunks;
@@ -106,6 +112,7 @@ impl ProgressJournal {
                 len,
             },
             bitmap_shas,
+            offer_digest,
             chunks,
             last,
         })
@@ -159,8 +166,9 @@ impl ProgressJournal {
     }
 }
 
-/// Checks the magic; returns the bitmaps' digests.
-fn read_header(file: &File, path: &Path) -> Result<[[u8; 32]; 2], StoreError> {
+/// Checks the magic; returns the bitmaps' digests and the offer digest. A short header or a bad
+/// magic is `StoreError::Corrupt`: the caller treats it as "nothing durable".
+fn read_header(file: &File, path: &Path) -> Result<([[u8; 32]; 2], [u8; 32]), StoreError> {
     let corrupt = |why: &str| StoreError::Corrupt {
         path: path.to_owned(),
         why: why.to_owned(),
@@ -174,7 +182,9 @@ fn read_header(file: &File, path: &Path) -> Result<[[u8; 32]; 2], StoreError> {
     let mut shas = [[0u8; 32]; 2];
     shas[0].copy_from_slice(&header[32..64]);
     shas[1].copy_from_slice(&header[64..96]);
-    Ok(shas)
+    let mut offer = [0u8; 32];
+    offer.copy_from_slice(&header[96..128]);
+    Ok((shas, offer))
 }
 
 fn decode_record(bytes: &[u8; RECORD_LEN as usize]) -> ChunkRecord {
@@ -203,16 +213,19 @@ mod tests {
     fn journal_round_trips_and_drops_a_torn_record() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("progress");
-        let mut journal = ProgressJournal::create(&path, &[1; 32], &[2; 32]).expect("create");
+        let mut journal =
+            ProgressJournal::create(&path, &[[1; 32], [2; 32]], &[3; 32]).expect("create");
         journal.append(&[record(1), record(2)]).expect("append");
         drop(journal);
         // Simulate a crash in the middle of appending a third record.
         let mut f = OpenOptions::new().append(true).open(&path).expect("open");
+        use std::io::Write;
         f.write_all(&[9; 17]).expect("torn write");
         drop(f);
 
         let mut opened = ProgressJournal::open(&path).expect("open");
         assert_eq!(opened.bitmap_shas, [[1; 32], [2; 32]]);
+        assert_eq!(opened.offer_digest, [3; 32]);
         assert_eq!((opened.chunks, opened.last), (2, Some(record(2))));
         opened
             .journal
@@ -231,5 +244,43 @@ mod tests {
         std::fs::write(&path, vec![0u8; 200]).expect("write");
         let err = ProgressJournal::open(&path).err().expect("must refuse");
         assert!(err.to_string().contains("progress"), "{err}");
+    }
+
+    #[test]
+    fn create_leaves_no_temp_file_and_a_whole_header() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("progress");
+        // A torn journal from an earlier power cut is replaced, not appended to.
+        std::fs::write(&path, b"").expect("empty journal");
+        ProgressJournal::create(&path, &[[4; 32], [5; 32]], &[6; 32]).expect("create");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("progress")]);
+        assert_eq!(
+            std::fs::metadata(&path).expect("stat").len(),
+            HEADER_LEN,
+            "exactly one whole header"
+        );
+        let opened = ProgressJournal::open(&path).expect("open");
+        assert_eq!((opened.chunks, opened.offer_digest), (0, [6; 32]));
+    }
+
+    #[test]
+    fn a_short_or_version_1_journal_is_corrupt_not_an_io_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("progress");
+        let mut v1 = b"crashdrop-progress-v1\n".to_vec();
+        v1.resize(96, 0);
+        for bytes in [Vec::new(), vec![0u8; 50], v1] {
+            std::fs::write(&path, &bytes).expect("write");
+            let err = ProgressJournal::open(&path).err().expect("must refuse");
+            assert!(
+                matches!(err, StoreError::Corrupt { .. }),
+                "{} bytes: {err}",
+                bytes.len()
+            );
+        }
     }
 }

@@ -65,6 +65,10 @@ pub struct DumpRecord {
     /// Why the kernel log could not be extracted, if it could not.
     #[serde(default)]
     pub kernel_log_error: Option<String>,
+    /// Hex digest of the whole `Offer` the transfer began with (`writer::offer_digest`); a
+    /// resume must offer exactly this. Absent from older records, which then start over.
+    #[serde(default)]
+    pub offer_digest: Option<String>,
 }
 
 impl DumpRecord {
@@ -148,6 +152,7 @@ mod tests {
             sessions: 1,
             kernel_log: None,
             kernel_log_error: None,
+            offer_digest: None,
         };
         record.save(&path).expect("save");
         assert_eq!(DumpRecord::load(&path).expect("load"), record);

@@ -57,6 +57,21 @@ enum BitmapCursor {
     Done,
 }
 
+/// The digest that identifies a whole `Offer`: SHA-256 of `crashdrop-offer-digest-v1` and the
+/// frame's encoding. A resume continues a transfer only for an identical offer (every field,
+/// the notes included), because the file's layout follows from all of them.
+pub fn offer_digest(manifest: &DumpManifest) -> Result<[u8; 32], WriteError> {
+    use tokio_util::codec::Encoder;
+    let mut bytes = bytes::BytesMut::new();
+    crashdrop_proto::FrameCodec
+        .encode(crashdrop_proto::Frame::Offer(manifest.clone()), &mut bytes)
+        .map_err(|e| WriteError::rejected(ErrorCode::InvalidManifest, e.to_string()))?;
+    let mut sha = Sha256::new();
+    sha.update(b"crashdrop-offer-digest-v1");
+    sha.update(&bytes);
+    Ok(sha.finalize().into())
+}
+
 /// Checks everything about an offer that must hold before anything is created on disk.
 pub fn check_offer(manifest: &DumpManifest) -> Result<KdumpLayout, WriteError> {
     manifest
@@ -88,6 +103,7 @@ pub struct DumpWriter {
     layout: KdumpLayout,
     meta: KdumpMeta,
     dump_id: DumpId,
+    offer_digest: [u8; 32],
     page_size: usize,
     pages_per_chunk: u64,
     compression: StoreCompression,
@@ -158,6 +174,7 @@ impl DumpWriter {
             sessions: 1,
             kernel_log: None,
             kernel_log_error: None,
+            offer_digest: Some(to_hex(&offer_digest(manifest)?)),
         };
         let writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
         writer.write_layout()?;
@@ -167,8 +184,8 @@ impl DumpWriter {
         Ok(writer)
     }
 
-    /// Reopens a dump in transfer. `None` when its settings differ from the new offer's (the
-    /// caller then starts it over).
+    /// Reopens a dump in transfer. `None` when the new offer is not identical to the one the
+    /// dump was started with (the caller then starts it over).
     pub fn resume(
         dir: &Path,
         location: &str,
@@ -176,20 +193,46 @@ impl DumpWriter {
         manifest: &DumpManifest,
         layout: KdumpLayout,
     ) -> Result<Option<DumpWriter>, WriteError> {
-        let same_settings = record.page_size == manifest.page_size
-            && record.max_mapnr == manifest.max_mapnr
-            && record.pages == manifest.num_dumpable
-            && record.pages_per_chunk == manifest.pages_per_chunk
-            && record.dump_level == manifest.dump_level;
+        // The whole offer, not a few fields: the notes' length alone moves the file's layout.
+        // A record from before offer digests existed cannot prove it, so it starts over too.
+        let offered = to_hex(&offer_digest(manifest)?);
         let vmcore_path = dir.join("vmcore");
-        if !same_settings || !vmcore_path.is_file() {
+        if record.offer_digest.as_deref() != Some(offered.as_str()) || !vmcore_path.is_file() {
+            tracing::info!(
+                location,
+                "offer differs from the one this dump was started with; receiving it again"
+            );
             return Ok(None);
         }
         let vmcore = open_private(&vmcore_path, false)?;
         record.sessions = record.sessions.saturating_add(1);
         let mut writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
-        if writer.progress_path.exists() {
-            let opened = ProgressJournal::open(&writer.progress_path)?;
+        let opened = if writer.progress_path.exists() {
+            match ProgressJournal::open(&writer.progress_path) {
+                Ok(opened) if opened.offer_digest == writer.offer_digest => Some(opened),
+                Ok(_) | Err(StoreError::Corrupt { .. }) => {
+                    // A torn header (power cut while it was created by an older receiver), a
+                    // foreign file, or a journal of another offer: nothing of it is durable.
+                    tracing::warn!(
+                        location,
+                        path = %writer.progress_path.display(),
+                        "progress journal unusable; receiving the bitmaps and pages again"
+                    );
+                    std::fs::remove_file(&writer.progress_path).map_err(|source| {
+                        StoreError::Io {
+                            path: writer.progress_path.clone(),
+                            source,
+                        }
+                    })?;
+                    sync_dir(dir)?;
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        if let Some(opened) = opened {
             let data_start = writer.data_end;
             let file_len = writer
                 .vmcore
@@ -284,6 +327,7 @@ impl DumpWriter {
             layout,
             meta,
             dump_id: manifest.dump_id,
+            offer_digest: offer_digest(manifest)?,
             page_size,
             pages_per_chunk: u64::from(manifest.pages_per_chunk),
             compression,
@@ -412,8 +456,8 @@ impl DumpWriter {
         self.sync()?;
         self.journal = Some(ProgressJournal::create(
             &self.progress_path,
-            &shas[0],
-            &shas[1],
+            &shas,
+            &self.offer_digest,
         )?);
         self.bitmap_shas = Some(shas);
         self.bitmap_cursor = BitmapCursor::Done;
