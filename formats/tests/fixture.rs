@@ -37,11 +37,10 @@ fn in_ci() -> bool {
 
 /// Says why this test does not run (on stderr and in `$CRASHDROP_SKIP_LOG`); under `CI`, fails it.
 fn skip(reason: &str) {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_owned();
-    let reason = format!("{reason} (set CRASHDROP_FIXTURES to the fixtures folder; README: Real dumps to test with)");
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let reason = format!(
+        "{reason} (set CRASHDROP_FIXTURES to the fixtures folder; README: Real dumps to test with)"
+    );
     if in_ci() {
         panic!("CI is set, so {test} must not skip: {reason}");
     }

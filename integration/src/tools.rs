@@ -28,10 +28,7 @@ pub const SKIP_LOG_ENV: &str = "CRASHDROP_SKIP_LOG";
 /// In CI ([`in_ci`]), where everything a test needs must be installed: a skipped check there
 /// would be a silently passing test.
 pub fn skip(reason: impl Display) {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_owned();
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
     if in_ci() {
         panic!("CI is set, so {test} must not skip: {reason}");
     }
@@ -45,7 +42,10 @@ pub fn skip(reason: impl Display) {
             .open(&log)
             .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
-            eprintln!("cannot record the skip in {}: {e}", PathBuf::from(log).display());
+            eprintln!(
+                "cannot record the skip in {}: {e}",
+                PathBuf::from(log).display()
+            );
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crashdrop_formats::synth::{write_synthetic_vmcore, SynthSpec};
 use crashdrop_integration::{
-    bin_path, compare_with_source, fixture_dumps, run, require_tools, run_crash, sender_to,
+    bin_path, compare_with_source, fixture_dumps, require_tools, run, run_crash, sender_to,
     stored_dumps, ChildGuard, Fault, FaultProxy, Receiver, TestCerts,
 };
 
