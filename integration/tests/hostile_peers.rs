@@ -446,27 +446,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, [u8; 32]> {
     files
 }
 
-/// Waits until the receiver's kernel-log extraction for `dump_dir` has recorded its outcome in
-/// `dump.json` (it runs after the dump completes and rewrites `dump.json`), so that a snapshot
-/// taken afterwards only changes if something else touched the dump.
-fn wait_for_kernel_log(dump_dir: &Path, receiver: &Receiver) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        if let Some(record) = record(dump_dir) {
-            if !record["kernel_log"].is_null() || !record["kernel_log_error"].is_null() {
-                return record;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{}: no kernel log outcome in dump.json after 60s:\n{}",
-            dump_dir.display(),
-            receiver.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn record(dump_dir: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(dump_dir.join("dump.json")).ok()?;
     serde_json::from_str(&text).ok()
@@ -523,9 +502,17 @@ fn hostile_frames_get_an_error_or_a_close_and_leave_other_dumps_alone() {
     let good_host = store.join("good-host");
     let good_dump = stored_dumps(&store).pop().expect("one dump");
     assert_eq!(good_dump.parent(), Some(good_host.as_path()));
-    // The kernel-log thread rewrites dump.json after the sender has exited: let it finish first.
-    let good_record = wait_for_kernel_log(&good_dump, &receiver);
+    // The kernel log is extracted in the background after Complete and then rewrites
+    // dump.json: wait for it, or the snapshot races with it on a loaded machine.
+    let settled = std::time::Instant::now();
+    while record(&good_dump)
+        .is_some_and(|r| r["kernel_log"].is_null() && r["kernel_log_error"].is_null())
+        && settled.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let good_before = snapshot(&good_host);
+    let good_record = record(&good_dump).expect("good-host's dump.json");
     assert_eq!(good_record["state"], "complete");
 
     let peer = RawPeer::new(&certs, "evil-host", receiver.addr);
