@@ -23,8 +23,15 @@ pub enum Accel {
 }
 
 impl Accel {
-    /// KVM when `/dev/kvm` opens for reading and writing, else TCG.
+    /// `$CRASHDROP_QEMU_ACCEL` (`kvm` or `tcg`) if set; else KVM when `/dev/kvm` opens for
+    /// reading and writing, else TCG. Nested KVM can fail to emulate guest instructions
+    /// ("emulation failure" on `lock cmpxchg16b`, seen on this lab's host): set `tcg` there.
     pub fn detect() -> Accel {
+        match std::env::var("CRASHDROP_QEMU_ACCEL").as_deref() {
+            Ok("tcg") => return Accel::Tcg,
+            Ok("kvm") => return Accel::Kvm,
+            _ => {}
+        }
         let kvm = OpenOptions::new().read(true).write(true).open("/dev/kvm");
         if kvm.is_ok() {
             Accel::Kvm
