@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn unknown_type_is_refused() {
-        for ty in [0x00, 0x0b, 0x0e, 0x10, 0xff] {
+        for ty in [0x00, 0x0b, 0x0e, 0x16, 0xff] {
             let mut buf = raw_frame(ty, &[]);
             assert!(matches!(
                 FrameCodec.decode(&mut buf),

@@ -9,24 +9,26 @@ use crate::writer::PayloadWriter;
 
 /// Why a peer gave up (`docs/protocol.md`, `Error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u16)]
 pub enum ErrorCode {
     /// Malformed or unexpected frame. Fatal.
-    Protocol = 1,
+    Protocol,
     /// No protocol version in common. Fatal.
-    UnsupportedVersion = 2,
+    UnsupportedVersion,
     /// An `Offer` or bitmap value is out of range or inconsistent. Fatal.
-    InvalidManifest = 3,
+    InvalidManifest,
     /// A chunk failed to decompress or to match its digest. Retryable.
-    ChunkCorrupt = 4,
+    ChunkCorrupt,
     /// The whole-dump digest did not match. Fatal.
-    DigestMismatch = 5,
+    DigestMismatch,
     /// The receiver could not write (disk full, I/O error). Retryable.
-    Storage = 6,
+    Storage,
     /// Another session is receiving this dump, or the receiver is at capacity. Retryable.
-    Busy = 7,
+    Busy,
     /// A receiver bug; see its log. Retryable.
-    Internal = 8,
+    Internal,
+    /// A code this build does not know (a newer peer's). Retryable: a newer receiver may refuse
+    /// for reasons that pass, and giving up loses the dump.
+    Unknown(u16),
 }
 
 impl ErrorCode {
@@ -34,11 +36,20 @@ impl ErrorCode {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::ChunkCorrupt | ErrorCode::Storage | ErrorCode::Busy | ErrorCode::Internal
+            ErrorCode::ChunkCorrupt
+                | ErrorCode::Storage
+                | ErrorCode::Busy
+                | ErrorCode::Internal
+                | ErrorCode::Unknown(_)
         )
     }
 
-    /// The code for a wire value, or `None` for an unknown one.
+    /// The code for any wire value: an unknown one is `Unknown(v)`.
+    pub fn from_wire(v: u16) -> Self {
+        ErrorCode::from_u16(v).unwrap_or(ErrorCode::Unknown(v))
+    }
+
+    /// The code for a wire value, or `None` for one this build does not know.
     pub fn from_u16(v: u16) -> Option<Self> {
         Some(match v {
             1 => ErrorCode::Protocol,
@@ -55,7 +66,17 @@ impl ErrorCode {
 
     /// The wire value.
     pub fn as_u16(self) -> u16 {
-        self as u16
+        match self {
+            ErrorCode::Protocol => 1,
+            ErrorCode::UnsupportedVersion => 2,
+            ErrorCode::InvalidManifest => 3,
+            ErrorCode::ChunkCorrupt => 4,
+            ErrorCode::DigestMismatch => 5,
+            ErrorCode::Storage => 6,
+            ErrorCode::Busy => 7,
+            ErrorCode::Internal => 8,
+            ErrorCode::Unknown(v) => v,
+        }
     }
 
     /// The code's name as `docs/protocol.md` spells it.
@@ -69,13 +90,17 @@ impl ErrorCode {
             ErrorCode::Storage => "Storage",
             ErrorCode::Busy => "Busy",
             ErrorCode::Internal => "Internal",
+            ErrorCode::Unknown(_) => "Unknown",
         }
     }
 }
 
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self {
+            ErrorCode::Unknown(v) => write!(f, "Unknown({v})"),
+            known => f.write_str(known.name()),
+        }
     }
 }
 
@@ -104,8 +129,8 @@ impl ErrorFrame {
     }
 
     pub(crate) fn decode(r: &mut PayloadReader) -> Result<Self, ProtocolError> {
-        let raw = r.u16("code")?;
-        let code = ErrorCode::from_u16(raw).ok_or_else(|| r.invalid("code", u64::from(raw)))?;
+        // An unknown code is kept, not refused: it is a newer peer's, and retryable.
+        let code = ErrorCode::from_wire(r.u16("code")?);
         let message = r.string("message", MAX_STRING)?;
         Ok(ErrorFrame { code, message })
     }
@@ -136,6 +161,22 @@ mod tests {
         }
         assert_eq!(ErrorCode::from_u16(0), None);
         assert_eq!(ErrorCode::from_u16(9), None);
+    }
+
+    #[test]
+    fn an_unknown_code_decodes_and_is_retryable() {
+        use bytes::{Bytes, BytesMut};
+        let mut payload = BytesMut::new();
+        ErrorFrame::new(ErrorCode::Unknown(42), "newer")
+            .encode(&mut PayloadWriter::new("Error", &mut payload))
+            .expect("encodes");
+        assert_eq!(&payload[..2], &[0, 42]);
+        let mut r = PayloadReader::new("Error", Bytes::from(payload.to_vec()));
+        let frame = ErrorFrame::decode(&mut r).expect("decodes");
+        assert_eq!(frame.code, ErrorCode::Unknown(42));
+        assert!(frame.code.is_retryable());
+        assert_eq!(frame.to_string(), "Unknown(42): newer");
+        assert_eq!(ErrorCode::from_wire(7), ErrorCode::Busy);
     }
 
     #[test]

@@ -3,14 +3,18 @@
 use bytes::Bytes;
 
 use crate::bitmap::BitmapPiece;
+use crate::busy::Busy;
 use crate::chunk::{ChunkAck, PageChunk};
+use crate::chunk_set::{ChunksAck, ResumeSet};
 use crate::error::ProtocolError;
 use crate::error_frame::ErrorFrame;
 use crate::finish::{Complete, Finish};
 use crate::handshake::{Hello, Welcome};
 use crate::manifest::DumpManifest;
+use crate::probe::{Probe, ProbeVerdict};
 use crate::reader::PayloadReader;
 use crate::resume::ResumeFrom;
+use crate::sparse_chunk::SparseChunk;
 use crate::writer::PayloadWriter;
 
 /// Type bytes (`docs/protocol.md`, Frames).
@@ -26,6 +30,12 @@ mod ty {
     pub(super) const FINISH: u8 = 0x09;
     pub(super) const COMPLETE: u8 = 0x0a;
     pub(super) const ERROR: u8 = 0x0f;
+    pub(super) const BUSY: u8 = 0x10;
+    pub(super) const PROBE: u8 = 0x11;
+    pub(super) const PROBE_VERDICT: u8 = 0x12;
+    pub(super) const RESUME_SET: u8 = 0x13;
+    pub(super) const CHUNKS_ACK: u8 = 0x14;
+    pub(super) const SPARSE_CHUNK: u8 = 0x15;
 }
 
 /// One message of the protocol. S → R: sender to receiver; R → S: receiver to sender.
@@ -53,6 +63,18 @@ pub enum Frame {
     Complete(Complete),
     /// 0x0f, either way: giving up, and why.
     Error(ErrorFrame),
+    /// 0x10, R → S, v2: not now; retry after the given delay.
+    Busy(Busy),
+    /// 0x11, S → R, v2: would a dump of this size be accepted now?
+    Probe(Probe),
+    /// 0x12, R → S, v2: the answer to a `Probe`.
+    ProbeVerdict(ProbeVerdict),
+    /// 0x13, R → S, v2: the answer to an `Offer`: the window and the set of durable chunks.
+    ResumeSet(ResumeSet),
+    /// 0x14, R → S, v2: these chunks are now durable.
+    ChunksAck(ChunksAck),
+    /// 0x15, S → R, v2: a chunk, in any order, zero pages as bits.
+    SparseChunk(SparseChunk),
 }
 
 impl Frame {
@@ -75,6 +97,12 @@ impl Frame {
             Frame::Finish(_) => ty::FINISH,
             Frame::Complete(_) => ty::COMPLETE,
             Frame::Error(_) => ty::ERROR,
+            Frame::Busy(_) => ty::BUSY,
+            Frame::Probe(_) => ty::PROBE,
+            Frame::ProbeVerdict(_) => ty::PROBE_VERDICT,
+            Frame::ResumeSet(_) => ty::RESUME_SET,
+            Frame::ChunksAck(_) => ty::CHUNKS_ACK,
+            Frame::SparseChunk(_) => ty::SPARSE_CHUNK,
         }
     }
 
@@ -94,6 +122,12 @@ impl Frame {
             ty::FINISH => Frame::Finish(Finish::decode(&mut r)?),
             ty::COMPLETE => Frame::Complete(Complete::decode(&mut r)?),
             ty::ERROR => Frame::Error(ErrorFrame::decode(&mut r)?),
+            ty::BUSY => Frame::Busy(Busy::decode(&mut r)?),
+            ty::PROBE => Frame::Probe(Probe::decode(&mut r)?),
+            ty::PROBE_VERDICT => Frame::ProbeVerdict(ProbeVerdict::decode(&mut r)?),
+            ty::RESUME_SET => Frame::ResumeSet(ResumeSet::decode(&mut r)?),
+            ty::CHUNKS_ACK => Frame::ChunksAck(ChunksAck::decode(&mut r)?),
+            ty::SPARSE_CHUNK => Frame::SparseChunk(SparseChunk::decode(&mut r)?),
             other => return Err(ProtocolError::UnknownFrameType(other)),
         };
         r.finish()?;
@@ -114,6 +148,12 @@ impl Frame {
             Frame::Finish(f) => f.encode(w),
             Frame::Complete(f) => f.encode(w),
             Frame::Error(f) => f.encode(w),
+            Frame::Busy(f) => f.encode(w),
+            Frame::Probe(f) => f.encode(w),
+            Frame::ProbeVerdict(f) => f.encode(w),
+            Frame::ResumeSet(f) => f.encode(w),
+            Frame::ChunksAck(f) => f.encode(w),
+            Frame::SparseChunk(f) => f.encode(w),
         }
     }
 }
@@ -132,6 +172,12 @@ fn name_of(frame_type: u8) -> Option<&'static str> {
         ty::FINISH => "Finish",
         ty::COMPLETE => "Complete",
         ty::ERROR => "Error",
+        ty::BUSY => "Busy",
+        ty::PROBE => "Probe",
+        ty::PROBE_VERDICT => "ProbeVerdict",
+        ty::RESUME_SET => "ResumeSet",
+        ty::CHUNKS_ACK => "ChunksAck",
+        ty::SPARSE_CHUNK => "SparseChunk",
         _ => return None,
     })
 }
@@ -149,7 +195,10 @@ mod tests {
     #[test]
     fn every_type_byte_has_a_name_and_nothing_else_does() {
         let known: Vec<u8> = (0..=u8::MAX).filter(|&t| name_of(t).is_some()).collect();
-        assert_eq!(known, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15]);
+        assert_eq!(
+            known,
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 16, 17, 18, 19, 20, 21]
+        );
         for t in 0..=u8::MAX {
             if name_of(t).is_none() {
                 assert!(matches!(

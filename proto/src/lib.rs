@@ -38,7 +38,9 @@
 pub mod limits;
 
 mod bitmap;
+mod busy;
 mod chunk;
+mod chunk_set;
 mod codec;
 mod dump_id;
 mod error;
@@ -49,14 +51,18 @@ mod handshake;
 mod hex;
 mod host;
 mod manifest;
+mod probe;
 mod reader;
 mod resume;
+mod sparse_chunk;
 #[cfg(test)]
 mod test_frames;
 mod writer;
 
 pub use bitmap::{BitmapKind, BitmapPiece};
+pub use busy::Busy;
 pub use chunk::{ChunkAck, PageChunk, PageData};
+pub use chunk_set::{ChunkRanges, ChunksAck, ResumeSet};
 pub use codec::FrameCodec;
 pub use dump_id::{DumpId, ParseDumpIdError};
 pub use error::ProtocolError;
@@ -66,13 +72,26 @@ pub use frame::Frame;
 pub use handshake::{Hello, Welcome};
 pub use host::{HostName, HostNameError, HostNameRule, MAX_HOST_LEN, MAX_LABEL_LEN};
 pub use manifest::{DumpManifest, ManifestError, UTSNAME_FIELD_LEN, UTSNAME_LEN};
+pub use probe::{Probe, ProbeVerdict, Verdict};
 pub use resume::{ResumeFrom, ResumeState};
+pub use sparse_chunk::SparseChunk;
 
 /// The limits, also reachable as `crashdrop_proto::limits::*`.
 pub use limits::*;
 
-/// The protocol version this crate speaks (`docs/protocol.md` describes version 1).
+/// The protocol version crashdrop-send and crashdropd negotiate today (`docs/protocol.md`
+/// describes versions 1 and 2; the version-2 frames are defined here, the programs do not yet
+/// offer version 2).
 pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Protocol version 2: chunks in any order, the durable state a set (`ResumeSet`, `ChunksAck`),
+/// zero pages as bits (`SparseChunk`), a negotiated window, `Busy` with a delay and `Probe`.
+pub const PROTOCOL_V2: u16 = 2;
+
+/// The TLS ALPN protocol id for a protocol version: `crashdrop/1`, `crashdrop/2`.
+pub fn alpn_id(version: u16) -> Vec<u8> {
+    format!("crashdrop/{version}").into_bytes()
+}
 
 /// The 8 bytes that open every `Hello`, so a receiver can tell a crashdrop sender from a stray
 /// client before it reads anything else.

@@ -29,3 +29,17 @@ pub const MAX_STRING: usize = 1024;
 
 /// Chunks the sender may have sent but not yet seen acknowledged.
 pub const WINDOW: usize = 8;
+
+/// Protocol v2: the largest window a receiver may grant in `ResumeSet` (chunks in flight). 256
+/// chunks of 256 compressed 4 KiB pages cover a 10 Gbit/s link at 100 ms RTT at ~2:1 compression.
+pub const MAX_WINDOW: u16 = 256;
+
+/// Protocol v2: the window crashdropd grants (64 chunks: 64 MiB of raw pages in flight at 4 KiB
+/// × 256, enough for 1 Gbit/s at 500 ms or 10 Gbit/s at 50 ms RTT).
+pub const WINDOW_V2: u16 = 64;
+
+/// Protocol v2: ranges in one `ChunkRanges` (16 bytes each: 1 MiB, well within a frame).
+pub const MAX_RANGES: usize = 65536;
+
+/// Protocol v2: the longest `retry_after_ms` a `Busy` or `ProbeVerdict` may ask for (10 min).
+pub const MAX_RETRY_AFTER_MS: u32 = 600_000;

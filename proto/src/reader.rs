@@ -87,7 +87,7 @@ impl PayloadReader {
     }
 
     /// The next `len` bytes, as a slice of the payload (no copy).
-    fn take(&mut self, field: &'static str, len: usize) -> Result<Bytes, ProtocolError> {
+    pub(crate) fn take(&mut self, field: &'static str, len: usize) -> Result<Bytes, ProtocolError> {
         if len > self.buf.len() {
             return Err(self.truncated(field));
         }

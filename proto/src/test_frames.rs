@@ -56,5 +56,50 @@ pub(crate) fn samples() -> Vec<Frame> {
             location: "web-7/2026-11-26T14-03-11Z-0a1b2c3d4e5f".into(),
         }),
         Frame::Error(ErrorFrame::new(ErrorCode::Busy, "at capacity")),
+        Frame::Busy(Busy::new(
+            std::time::Duration::from_millis(1500),
+            "at max_sessions",
+        )),
+        Frame::Probe(Probe {
+            dump_level: 31,
+            page_size: 4096,
+            num_dumpable: 1 << 20,
+        }),
+        Frame::ProbeVerdict(ProbeVerdict {
+            verdict: Verdict::NoSpace,
+            retry_after_ms: 0,
+            estimated_bytes: 1 << 31,
+            available_bytes: 1 << 30,
+            message: "needs 2 GiB, 1 GiB free above min_free".into(),
+        }),
+        Frame::ResumeSet(ResumeSet {
+            state: ResumeState::Send,
+            bitmaps_stored: true,
+            window: WINDOW_V2,
+            durable: {
+                let mut set = ChunkRanges::prefix(3);
+                set.insert(7);
+                set
+            },
+        }),
+        Frame::ChunksAck(ChunksAck {
+            durable: ChunkRanges::prefix(1),
+        }),
+        Frame::SparseChunk(SparseChunk {
+            first_page: 640,
+            chunk_digest: [0x5b; 32],
+            pages: vec![
+                PageData::Zero,
+                PageData::Raw(Bytes::from(vec![1; 4096])),
+                PageData::Zero,
+                PageData::Zero,
+                PageData::Zero,
+                PageData::Zero,
+                PageData::Zero,
+                PageData::Zero,
+                PageData::Zero,
+                PageData::Zstd(Bytes::from_static(&[0x28, 0xb5, 0x2f, 0xfd])),
+            ],
+        }),
     ]
 }

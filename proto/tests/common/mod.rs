@@ -112,7 +112,81 @@ fn manifest() -> impl Strategy<Value = DumpManifest> {
 }
 
 fn error_code() -> impl Strategy<Value = ErrorCode> {
-    (1u16..=8).prop_map(|v| ErrorCode::from_u16(v).expect("1..=8 are codes"))
+    // Known codes and unknown ones (a newer peer's): both must round-trip.
+    (1u16..=12).prop_map(ErrorCode::from_wire)
+}
+
+/// A set of chunk indices built by inserting arbitrary small ranges.
+fn chunk_ranges() -> impl Strategy<Value = ChunkRanges> {
+    prop::collection::vec((0u64..10_000, 1u64..50), 0..20).prop_map(|ranges| {
+        let mut set = ChunkRanges::new();
+        for (first, count) in ranges {
+            set.insert_range(first, count);
+        }
+        set
+    })
+}
+
+/// The version-2 frames.
+fn v2_frame() -> impl Strategy<Value = Frame> {
+    prop_oneof![
+        (0..=MAX_RETRY_AFTER_MS, text()).prop_map(|(retry_after_ms, message)| Frame::Busy(Busy {
+            retry_after_ms,
+            message
+        })),
+        (0..=MAX_DUMP_LEVEL, 12u32..=16, 0..=MAX_MAPNR).prop_map(
+            |(dump_level, shift, num_dumpable)| Frame::Probe(Probe {
+                dump_level,
+                page_size: 1 << shift,
+                num_dumpable,
+            })
+        ),
+        (
+            0u8..=3,
+            0..=MAX_RETRY_AFTER_MS,
+            any::<u64>(),
+            any::<u64>(),
+            text()
+        )
+            .prop_map(
+                |(v, retry_after_ms, estimated_bytes, available_bytes, message)| {
+                    Frame::ProbeVerdict(ProbeVerdict {
+                        verdict: Verdict::from_u8(v).expect("0..=3"),
+                        retry_after_ms,
+                        estimated_bytes,
+                        available_bytes,
+                        message,
+                    })
+                }
+            ),
+        (any::<bool>(), any::<bool>(), 1..=MAX_WINDOW, chunk_ranges()).prop_map(
+            |(done, bitmaps_stored, window, durable)| Frame::ResumeSet(ResumeSet {
+                state: if done {
+                    ResumeState::Complete
+                } else {
+                    ResumeState::Send
+                },
+                bitmaps_stored,
+                window,
+                durable,
+            })
+        ),
+        chunk_ranges()
+            .prop_filter("non-empty", |set| !set.is_empty())
+            .prop_map(|durable| Frame::ChunksAck(ChunksAck { durable })),
+        (
+            any::<u64>(),
+            any::<[u8; 32]>(),
+            prop::collection::vec(page(), 1..40)
+        )
+            .prop_map(|(first_page, chunk_digest, pages)| Frame::SparseChunk(
+                SparseChunk {
+                    first_page,
+                    chunk_digest,
+                    pages,
+                }
+            )),
+    ]
 }
 
 /// Any frame the encoder accepts (small blobs, so cases stay fast).
@@ -175,5 +249,6 @@ pub fn frame() -> impl Strategy<Value = Frame> {
         }),
         (error_code(), text())
             .prop_map(|(code, message)| Frame::Error(ErrorFrame::new(code, message))),
+        v2_frame(),
     ]
 }
