@@ -205,7 +205,7 @@ async fn send_with_retry(
             // That attempt moved the dump forward: the link works, come back quickly.
             backoff.reset();
         }
-        let Some(delay) = backoff.next_delay() else {
+        let Some(delay) = backoff.next_delay_after(error.retry_after()) else {
             return Err(SendError::Retryable(format!(
                 "{error} (gave up after {attempt} attempts over --retry-for {}s)",
                 retry_for.as_secs()

@@ -248,6 +248,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let refusals = Refusals::default();
     let log = Arc::new(LogLimiter::default());
     tracker.spawn(reload_on_sighup(vec![tls.clone()], shutdown.clone()));
+    // Before "listening" is printed: a SIGTERM right after it must stop us cleanly, not kill us
+    // with the default disposition.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
     let mut stdout = std::io::stdout();
     for addr in &config.tls_listen {
         let addr: SocketAddr = addr.parse().with_context(|| {
@@ -275,7 +279,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         };
         tracker.spawn(acceptor.run());
     }
-    wait_for_signal().await;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
     info!("shutting down: no new sessions; letting current ones record their progress");
     shutdown.cancel();
     tracker.close();
@@ -286,18 +293,6 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         warn!("sessions still busy after 30s; exiting (their dumps stay resumable)");
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
 }
 
 #[cfg(test)]
