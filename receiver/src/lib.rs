@@ -12,3 +12,4 @@ pub mod revocation;
 pub mod session;
 pub mod store;
 pub mod tls;
+pub mod triage;

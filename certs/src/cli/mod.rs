@@ -2,6 +2,7 @@
 
 mod host;
 mod init;
+mod revoke;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,7 @@ pub struct Cli {
 enum Command {
     Init(init::InitArgs),
     Host(host::HostArgs),
+    Revoke(revoke::RevokeArgs),
 }
 
 impl Cli {
@@ -41,6 +43,7 @@ impl Cli {
         match self.command {
             Command::Init(args) => init::run(args),
             Command::Host(args) => host::run(args),
+            Command::Revoke(args) => revoke::run(args),
         }
     }
 }
