@@ -22,6 +22,7 @@ pub mod fixtures;
 pub mod kernel_log;
 pub mod makedumpfile;
 pub mod proxy;
+pub mod qemu;
 pub mod raw_peer;
 pub mod test_certs;
 pub mod tools;
