@@ -2,6 +2,7 @@
 
 mod host;
 mod init;
+mod revoke;
 mod ssh;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,7 @@ enum Command {
     Host(host::HostArgs),
     SshHostKey(ssh::SshHostKeyArgs),
     SshClientKey(ssh::SshClientKeyArgs),
+    Revoke(revoke::RevokeArgs),
 }
 
 impl Cli {
@@ -46,6 +48,7 @@ impl Cli {
             Command::Host(args) => host::run(args),
             Command::SshHostKey(args) => ssh::run_host(args),
             Command::SshClientKey(args) => ssh::run_client(args),
+            Command::Revoke(args) => revoke::run(args),
         }
     }
 }
