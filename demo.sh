@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole product in one command: build, make test certificates, start crashdropd on
-# 127.0.0.1, send it a synthetic crash dump with crashdrop-send, then list and verify the result.
+# 127.0.0.1, send it a synthetic crash dump with crashdrop-send at the default dump level 31, then
+# list and verify the result and print the end of the crashed kernel's log.
 # Everything goes to target/demo/ (removed and recreated on each run).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -38,10 +39,12 @@ echo "crashdropd is listening on $addr"
 echo "== sending it as demo-host"
 "$bin/crashdrop-send" --receiver "tls://$addr" --ca "$work/pki/ca.pem" \
     --cert "$work/pki/demo-host.pem" --key "$work/pki/demo-host.key" \
-    --vmcore "$work/vmcore" --dump-level 1
+    --vmcore "$work/vmcore" --dump-level 31
 
 echo "== what the receiver stored"
 "$bin/crashdropd" list --store "$work/store"
 dump=$("$bin/crashdropd" list --store "$work/store" --json | sed -n 's/.*"location": "\(.*\)".*/\1/p' | head -1)
 "$bin/crashdropd" verify --store "$work/store" "$dump"
+echo "== the crashed kernel's last words (crashdropd dmesg, around the panic)"
+"$bin/crashdropd" dmesg --store "$work/store" "$dump" | grep -B1 -A3 'Kernel panic'
 echo "== done: the dump is $work/store/$dump/vmcore (kdump-compressed; open it with crash)"

@@ -82,6 +82,29 @@ pub enum CertError {
     #[error("invalid validity period: {0}")]
     InvalidValidity(String),
 
+    /// A certificate serial number that is not 1 to 20 bytes of hex.
+    #[error("invalid serial {0:?}: give the certificate's serial in hex, e.g. 5a:0f:3c (as `openssl x509 -serial -noout` prints it)")]
+    InvalidSerial(String),
+
+    /// A certificate file that does not parse.
+    #[error("{} is not a usable certificate: {reason}", path.display())]
+    InvalidCert {
+        /// The certificate file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An existing `crl.pem` that does not parse (fix or remove it; `revoked_hosts` still lists
+    /// every revocation).
+    #[error("{} is not a usable CRL: {reason}; move it away and run `crashdrop-certs revoke` again", path.display())]
+    InvalidCrl {
+        /// The CRL file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// rcgen could not generate a key or sign a certificate.
     #[error("cannot create the {what}")]
     Generate {

@@ -28,6 +28,8 @@ mod error;
 mod host;
 mod init;
 mod pem_file;
+mod revoke;
+mod ssh_keys;
 #[cfg(test)]
 mod test_pki;
 mod validity;
@@ -37,6 +39,8 @@ use std::path::{Path, PathBuf};
 pub use error::CertError;
 pub use host::{issue_host, issue_host_with, HostOptions};
 pub use init::{init, init_with, InitOptions, InitOutput};
+pub use revoke::{revoke, serial_hex, Revocation, RevokeTarget, CRL_FILE, REVOKED_HOSTS_FILE};
+pub use ssh_keys::{ssh_client_key, ssh_host_key, SshKeyOutput, SSH_HOST_KEY};
 
 /// How long certificates are valid unless told otherwise: ten years.
 ///

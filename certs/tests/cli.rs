@@ -117,3 +117,21 @@ fn bad_names_are_refused_with_the_name() {
     let out = certs(&["init", "--dir", dir_s]);
     assert!(!out.status.success(), "--receiver-name is required");
 }
+
+#[test]
+fn revoke_appends_the_host_to_revoked_hosts_and_signs_a_crl() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = path_str(tmp.path());
+    let out = certs(&["init", "--dir", dir, "--receiver-name", "r.example"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = certs(&["host", "--dir", dir, "web-7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = certs(&["revoke", "--dir", dir, "web-7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = std::fs::read_to_string(tmp.path().join("revoked_hosts")).expect("list");
+    assert!(list.lines().any(|l| l.starts_with("web-7 ")), "{list}");
+    assert!(tmp.path().join("crl.pem").exists(), "{}", stdout(&out));
+    let out = certs(&["revoke", "--dir", dir, "--serial", "zz"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("invalid serial"), "{}", stderr(&out));
+}

@@ -23,7 +23,7 @@ pub use digest::{dump_id, sha256, ChunkHasher, DumpDigest};
 pub use elf::{ElfError, ElfVmcore, LoadSegment};
 pub use filter::{DumpLevel, FilterError, FilterReport, PageFilter, PageSelection};
 pub use notes::{parse_notes, Note, NoteError, NoteIter, NoteSummary};
-pub use synth::{write_synthetic_vmcore, SynthSpec, SynthSummary};
+pub use synth::{write_synthetic_vmcore, SynthClass, SynthMachine, SynthSpec, SynthSummary};
 pub use vmcoreinfo::VmcoreInfo;
 
 /// x86_64 `__START_KERNEL_map`: the start of the kernel-image virtual region (4.3).

@@ -1,9 +1,9 @@
 //! The real kernel dumps we test with (`../shared/fixtures/` beside the workspace, or
 //! `$CRASHDROP_FIXTURES`), and their decompression into a cache in the target directory.
 //!
-//! A user's clone has no fixtures: then the functions here return `None` after printing why, and
-//! the test skips. `.ci/run` sets `CRASHDROP_REQUIRE_FIXTURES=1` when the folder is there, so a
-//! fixture that goes missing from the path computed here fails CI instead of skipping.
+//! A user's clone has no fixtures: then the functions here return `None` after printing why
+//! ([`crate::skip`]), and the test skips. Under `CI` (or `CRASHDROP_REQUIRE_FIXTURES=1`) a missing
+//! fixture fails the test instead: a CI run never passes without testing.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -55,19 +55,19 @@ impl FixtureDump {
     /// or `None` (with the reason printed) if it is not among the fixtures.
     pub fn vmlinux(&self) -> Option<PathBuf> {
         let Some(release) = self.release() else {
-            eprintln!(
-                "SKIPPED: no `Linux version` line in {}",
+            missing(&format!(
+                "no `Linux version` line in {}",
                 self.dmesg_txt.display()
-            );
+            ));
             return None;
         };
         let zst = self.kernel_dir.join(format!("vmlinux-{release}.zst"));
         if !zst.is_file() {
-            eprintln!(
-                "SKIPPED: no debug kernel {} for {}",
+            missing(&format!(
+                "no debug kernel {} for {}",
                 zst.display(),
                 self.name
-            );
+            ));
             return None;
         }
         Some(decompressed(&zst))
@@ -87,7 +87,7 @@ pub fn fixtures_dir() -> PathBuf {
 ///
 /// # Panics
 ///
-/// When none are found and `CRASHDROP_REQUIRE_FIXTURES=1`.
+/// When none are found under `CI` or with `CRASHDROP_REQUIRE_FIXTURES=1`.
 pub fn fixture_dumps() -> Option<Vec<FixtureDump>> {
     let root = fixtures_dir();
     let mut dumps = Vec::new();
@@ -144,7 +144,9 @@ fn missing(reason: &str) {
     if std::env::var(REQUIRE_FIXTURES_ENV).is_ok_and(|v| v == "1") {
         panic!("{REQUIRE_FIXTURES_ENV}=1, but the fixtures are missing: {reason}");
     }
-    eprintln!("SKIPPED: {reason} (fixtures are not in a user's clone)");
+    crate::skip(format!(
+        "{reason} (set {FIXTURES_ENV} to the fixtures folder; README: Real dumps to test with)"
+    ));
 }
 
 /// Serialises decompression within this process; other processes are handled by the rename.

@@ -22,6 +22,7 @@ pub mod fixtures;
 pub mod kernel_log;
 pub mod makedumpfile;
 pub mod proxy;
+pub mod qemu;
 pub mod raw_peer;
 pub mod test_certs;
 pub mod tools;
@@ -38,7 +39,7 @@ pub use raw_peer::{exchange_plain, Ending, RawPeer, Reply, REPLY_TIMEOUT};
 pub use test_certs::{TestCerts, RECEIVER_NAMES};
 pub use tools::{crash_available, in_ci, makedumpfile_available, require_tools, skip};
 pub use transfer::{
-    assert_sent, compare_stored, compare_with_source, run, selection, sender, sender_as, sender_to,
-    stored_dumps, Comparison, Receiver,
+    assert_sent, compare_stored, compare_with_source, record_after_kernel_log, run, selection,
+    sender, sender_as, sender_to, stored_dumps, Comparison, Receiver,
 };
 pub use workspace::{bin_path, target_dir, workspace_root};

@@ -17,17 +17,37 @@ pub fn in_ci() -> bool {
     }
 }
 
-/// Says why a test does not run its checks.
+/// Environment variable naming a file that every skip is appended to, one line each
+/// (`TEST: reason`), so that `scripts/test.sh` can list what `cargo test` did not test.
+pub const SKIP_LOG_ENV: &str = "CRASHDROP_SKIP_LOG";
+
+/// Says why a test does not run its checks, on stderr and in `$CRASHDROP_SKIP_LOG`.
 ///
 /// # Panics
 ///
 /// In CI ([`in_ci`]), where everything a test needs must be installed: a skipped check there
 /// would be a silently passing test.
 pub fn skip(reason: impl Display) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
     if in_ci() {
-        panic!("CI=true, and a test cannot run: {reason}");
+        panic!("CI is set, so {test} must not skip: {reason}");
     }
     eprintln!("SKIPPED: {reason}");
+    if let Some(log) = std::env::var_os(SKIP_LOG_ENV).filter(|v| !v.is_empty()) {
+        // One write per line with O_APPEND: lines from parallel tests do not interleave.
+        let line = format!("{test}: {reason}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!(
+                "cannot record the skip in {}: {e}",
+                PathBuf::from(log).display()
+            );
+        }
+    }
 }
 
 /// The executable `name` found on `PATH`, if any.

@@ -116,6 +116,29 @@ pub fn assert_sent(out: &Output, receiver: &Receiver) {
 }
 
 /// Every dump directory in a store (those holding a dump.json), sorted.
+/// `dump.json` of a stored dump once it records the kernel-log extraction's outcome (the
+/// receiver runs it after acknowledging the dump, and rewrites `dump.json` when it is done).
+/// Panics, with the receiver's log, if that takes more than 60 s.
+pub fn record_after_kernel_log(dump: &Path, receiver: &Receiver) -> serde_json::Value {
+    let timeout = std::time::Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(dump.join("dump.json")).unwrap_or_default();
+        if let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) {
+            if !record["kernel_log"].is_null() || !record["kernel_log_error"].is_null() {
+                return record;
+            }
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "no kernel log recorded in {} after {timeout:?}:\n{text}\n--- crashdropd log:\n{}",
+            dump.display(),
+            receiver.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn stored_dumps(store: &Path) -> Vec<PathBuf> {
     let mut dumps = Vec::new();
     for host in std::fs::read_dir(store).into_iter().flatten().flatten() {

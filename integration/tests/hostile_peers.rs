@@ -502,6 +502,15 @@ fn hostile_frames_get_an_error_or_a_close_and_leave_other_dumps_alone() {
     let good_host = store.join("good-host");
     let good_dump = stored_dumps(&store).pop().expect("one dump");
     assert_eq!(good_dump.parent(), Some(good_host.as_path()));
+    // The kernel log is extracted in the background after Complete and then rewrites
+    // dump.json: wait for it, or the snapshot races with it on a loaded machine.
+    let settled = std::time::Instant::now();
+    while record(&good_dump)
+        .is_some_and(|r| r["kernel_log"].is_null() && r["kernel_log_error"].is_null())
+        && settled.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let good_before = snapshot(&good_host);
     let good_record = record(&good_dump).expect("good-host's dump.json");
     assert_eq!(good_record["state"], "complete");

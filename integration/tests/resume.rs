@@ -2,8 +2,9 @@
 //! a black-holed connection, a corrupted byte, `kill -9` of the receiver and of the sender. A
 //! fault-injecting proxy sits between the real `crashdrop-send` and the real `crashdropd`.
 //!
-//! Each scenario runs on the first real fixture vmcore when `../shared/fixtures/` is present
-//! (and then `crash` must still open the result), else on a synthetic one.
+//! Each scenario runs on the first real fixture vmcore when the fixtures are present (and then
+//! `crash` must still open the result), else, with the skip printed, on a synthetic one. Under
+//! `CI` a missing fixture or `crash` fails the test.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crashdrop_formats::synth::{write_synthetic_vmcore, SynthSpec};
 use crashdrop_integration::{
-    bin_path, compare_with_source, crash_available, fixture_dumps, run, run_crash, sender_to,
+    bin_path, compare_with_source, fixture_dumps, require_tools, run, run_crash, sender_to,
     stored_dumps, ChildGuard, Fault, FaultProxy, Receiver, TestCerts,
 };
 
@@ -127,7 +128,8 @@ impl Scenario {
             "{what}: progress journal left behind"
         );
         if let Some(vmlinux) = &self.vmlinux {
-            if crash_available() {
+            // Under CI a missing `crash` fails here; elsewhere the skip is printed.
+            if require_tools(&["crash"]) {
                 let crash =
                     run_crash(vmlinux, &dump.join("vmcore"), &["sys", "bt"]).expect("crash");
                 let sys = crash.output_of("sys").unwrap_or_default();

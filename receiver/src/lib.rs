@@ -10,5 +10,7 @@ pub mod refusal;
 pub mod reload;
 pub mod revocation;
 pub mod session;
+pub mod ssh;
 pub mod store;
 pub mod tls;
+pub mod triage;

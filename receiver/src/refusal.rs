@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use crashdrop_proto::{ErrorCode, ErrorFrame, Frame, FrameCodec, MAX_STRING};
+use crashdrop_proto::{Busy, ErrorCode, ErrorFrame, Frame, FrameCodec, MAX_STRING, PROTOCOL_V2};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::Decoder;
 
 /// Refusals in progress at once, per receiver.
 pub const REFUSAL_SLOTS: usize = 32;
@@ -18,6 +19,8 @@ pub const REFUSAL_STEP_TIMEOUT: Duration = Duration::from_secs(1);
 /// The largest first frame a refusal reads: a `Hello` (magic, two versions, a string of at most
 /// `MAX_STRING` bytes) with room to spare. A longer one is left unread.
 pub const REFUSAL_READ_MAX: usize = 64 + MAX_STRING;
+/// The delay a `Busy` refusal asks a version-2-capable sender to wait (docs/protocol.md, `Busy`).
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// The refusal slots; cheap to clone.
 #[derive(Clone)]
@@ -46,14 +49,26 @@ impl Refusals {
 
 /// Reads the sender's first frame if it is Hello-sized (closing with unread bytes would make the
 /// kernel send a reset that can swallow our answer), answers `Error(code, message)` and closes.
+/// A `Busy` refusal of a sender whose `Hello` offers protocol version 2 is answered with the v2
+/// `Busy` frame instead, asking it to wait [`BUSY_RETRY_AFTER`].
 /// Every step is bounded by [`REFUSAL_STEP_TIMEOUT`]; errors are the peer's problem and ignored.
 pub async fn refuse<S>(mut stream: S, code: ErrorCode, message: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(REFUSAL_STEP_TIMEOUT, skip_first_frame(&mut stream)).await;
+    let first = tokio::time::timeout(REFUSAL_STEP_TIMEOUT, read_first_frame(&mut stream))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    let speaks_v2 = matches!(first, Some(Frame::Hello(ref h)) if h.max_version >= PROTOCOL_V2);
+    let answer = if code == ErrorCode::Busy && speaks_v2 {
+        Frame::Busy(Busy::new(BUSY_RETRY_AFTER, message))
+    } else {
+        Frame::Error(ErrorFrame::new(code, message))
+    };
     let mut out = BytesMut::new();
-    if FrameCodec::encode_frame(&Frame::Error(ErrorFrame::new(code, message)), &mut out).is_ok() {
+    if FrameCodec::encode_frame(&answer, &mut out).is_ok() {
         let write = async {
             stream.write_all(&out).await?;
             stream.flush().await
@@ -63,8 +78,9 @@ where
     let _ = tokio::time::timeout(REFUSAL_STEP_TIMEOUT, stream.shutdown()).await;
 }
 
-/// Reads one length-prefixed frame of at most [`REFUSAL_READ_MAX`] bytes and discards it.
-async fn skip_first_frame<S>(stream: &mut S) -> std::io::Result<()>
+/// Reads one length-prefixed frame of at most [`REFUSAL_READ_MAX`] bytes and decodes it
+/// (`None` if it is longer, left unread, or does not decode).
+async fn read_first_frame<S>(stream: &mut S) -> std::io::Result<Option<Frame>>
 where
     S: AsyncRead + Unpin,
 {
@@ -72,12 +88,15 @@ where
     stream.read_exact(&mut prefix).await?;
     let len = usize::try_from(u32::from_be_bytes(prefix)).unwrap_or(usize::MAX);
     if len > REFUSAL_READ_MAX {
-        return Ok(());
+        return Ok(None);
     }
     let mut body = [0u8; REFUSAL_READ_MAX];
     let body = body.get_mut(..len).unwrap_or_default();
     stream.read_exact(body).await?;
-    Ok(())
+    let mut whole = BytesMut::with_capacity(4 + len);
+    whole.extend_from_slice(&prefix);
+    whole.extend_from_slice(body);
+    Ok(FrameCodec.decode(&mut whole).ok().flatten())
 }
 
 #[cfg(test)]
@@ -103,6 +122,40 @@ mod tests {
             other => panic!("expected Error, got {other:?}"),
         }
         assert!(peer.next().await.is_none(), "then closed");
+        refusing.await.expect("refusal task");
+    }
+
+    #[tokio::test]
+    async fn a_sender_offering_version_2_gets_busy_with_a_retry_delay() {
+        let (ours, theirs) = tokio::io::duplex(8);
+        let refusing = tokio::spawn(refuse(ours, ErrorCode::Busy, "at capacity"));
+        let mut peer = Framed::new(theirs, FrameCodec);
+        let hello = Hello {
+            min_version: 1,
+            max_version: PROTOCOL_V2,
+            software: "test".into(),
+        };
+        peer.send(Frame::Hello(hello)).await.expect("send");
+        match peer.next().await {
+            Some(Ok(Frame::Busy(b))) => {
+                assert_eq!(b.retry_after(), BUSY_RETRY_AFTER);
+                assert_eq!(b.message, "at capacity");
+            }
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        refusing.await.expect("refusal task");
+
+        // Any other refusal stays an Error, even for a version-2 sender.
+        let (ours, theirs) = tokio::io::duplex(8);
+        let refusing = tokio::spawn(refuse(ours, ErrorCode::Protocol, "revoked"));
+        let mut peer = Framed::new(theirs, FrameCodec);
+        let hello = Hello {
+            min_version: 1,
+            max_version: PROTOCOL_V2,
+            software: "test".into(),
+        };
+        peer.send(Frame::Hello(hello)).await.expect("send");
+        assert!(matches!(peer.next().await, Some(Ok(Frame::Error(_)))));
         refusing.await.expect("refusal task");
     }
 

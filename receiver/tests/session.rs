@@ -422,7 +422,10 @@ async fn a_new_dump_that_does_not_fit_is_refused_with_no_space_but_a_resume_proc
         }
         f => panic!("expected NoSpace, got {f:?}"),
     }
-    assert!(!root.join("web-2").exists(), "a refused offer creates nothing");
+    assert!(
+        !root.join("web-2").exists(),
+        "a refused offer creates nothing"
+    );
     // The dump already in transfer has priority: it resumes.
     let mut again = None;
     for _ in 0..50 {

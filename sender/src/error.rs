@@ -33,6 +33,12 @@ pub enum SendError {
     /// Connection-level trouble: refused, reset, timed out, receiver busy or restarting.
     #[error("{0}")]
     Retryable(String),
+    /// The receiver is at capacity and asked us to wait `retry_after` (protocol v2 `Busy`).
+    #[error("receiver busy: {message} (asked to retry in {}s)", retry_after.as_secs_f64())]
+    Busy {
+        retry_after: std::time::Duration,
+        message: String,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -47,9 +53,25 @@ impl SendError {
         }
     }
 
+    /// The receiver's `Busy` frame as an error that carries its delay.
+    pub fn from_busy(busy: &crashdrop_proto::Busy) -> SendError {
+        SendError::Busy {
+            retry_after: busy.retry_after(),
+            message: busy.message.clone(),
+        }
+    }
+
+    /// The least wait the receiver asked for before the next attempt, if it asked.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SendError::Busy { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// Whether a new attempt (reconnect and resume) can fix this.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SendError::Retryable(_))
+        matches!(self, SendError::Retryable(_) | SendError::Busy { .. })
     }
 
     pub fn exit_code(&self) -> ExitCode {
@@ -57,7 +79,7 @@ impl SendError {
             SendError::Vmcore(_) => exit::BAD_VMCORE,
             SendError::Credentials(_) => exit::BAD_CREDENTIALS,
             SendError::Refused(_) => exit::REFUSED,
-            SendError::Retryable(_) => exit::UNREACHABLE,
+            SendError::Retryable(_) | SendError::Busy { .. } => exit::UNREACHABLE,
             SendError::Other(_) => exit::FAILURE,
         })
     }

@@ -98,13 +98,38 @@ fn synthesize(path: &std::path::Path, size: u64, seed: u64) -> Result<(), SendEr
     };
     let summary = crashdrop_formats::synth::write_synthetic_vmcore(path, &spec)
         .map_err(|e| SendError::Other(format!("{}: {e}", path.display())))?;
-    eprintln!(
-        "wrote {}: {} pages ({} zero)",
-        path.display(),
-        summary.pages,
-        summary.zero_pages
-    );
+    eprint!("{}", synthesis_report(path, size, &summary));
     Ok(())
+}
+
+/// What `--synthesize` wrote, in the numbers the sender will print when it sends the file.
+fn synthesis_report(
+    path: &std::path::Path,
+    size: u64,
+    s: &crashdrop_formats::SynthSummary,
+) -> String {
+    use crashdrop_formats::{DumpLevel, SynthClass as C};
+    let partial = s.pages - s.file_backed;
+    format!(
+        "wrote {}: a model kernel's crash on a {} MiB machine, {} pages of RAM ({} zero)\n\
+         \x20 by use: {} free, {} page cache, {} page cache with private data, {} anonymous, \
+         {} slab, {} other kernel, {} reserved\n\
+         \x20 a dump holds {} of them at --dump-level 0 ({partial} only partly RAM, left out as \
+         makedumpfile does) and {} at the default level 31\n",
+        path.display(),
+        size >> 20,
+        s.pages,
+        s.zero_pages,
+        s.pages_of(C::Free),
+        s.pages_of(C::Cache),
+        s.pages_of(C::CachePrivate),
+        s.pages_of(C::Anon),
+        s.pages_of(C::Slab),
+        s.pages_of(C::Kernel),
+        s.pages_of(C::Reserved),
+        s.file_backed,
+        s.dumpable_at(DumpLevel::ALL),
+    )
 }
 
 fn send(args: &Args) -> Result<(), SendError> {
@@ -205,7 +230,7 @@ async fn send_with_retry(
             // That attempt moved the dump forward: the link works, come back quickly.
             backoff.reset();
         }
-        let Some(delay) = backoff.next_delay() else {
+        let Some(delay) = backoff.next_delay_after(error.retry_after()) else {
             return Err(SendError::Retryable(format!(
                 "{error} (gave up after {attempt} attempts over --retry-for {}s)",
                 retry_for.as_secs()

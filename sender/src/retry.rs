@@ -41,6 +41,20 @@ impl Backoff {
         (Instant::now() + delay <= self.deadline).then_some(delay)
     }
 
+    /// The wait before the next attempt when the receiver asked for at least `asked` (a `Busy`
+    /// frame's `retry_after`): that plus up to a quarter more of jitter, so that senders refused
+    /// together do not return together; our own backoff when it is longer. `None` once the
+    /// deadline would be passed.
+    pub fn next_delay_after(&mut self, asked: Option<Duration>) -> Option<Duration> {
+        let ours = self.next_delay()?;
+        let Some(asked) = asked else {
+            return Some(ours);
+        };
+        let quarter = (asked.as_nanos() as u64 / 4).max(1);
+        let delay = (asked + Duration::from_nanos(self.rng % quarter)).max(ours);
+        (Instant::now() + delay <= self.deadline).then_some(delay)
+    }
+
     /// Starts over from the shortest wait (after an attempt that made progress).
     pub fn reset(&mut self) {
         self.next = FIRST_DELAY;
@@ -111,5 +125,27 @@ mod tests {
 
         let mut none = Backoff::new(Duration::ZERO);
         assert_eq!(none.next_delay(), None);
+    }
+
+    #[test]
+    fn a_busy_delay_is_honoured_with_jitter_and_within_the_deadline() {
+        let mut b = Backoff::new(Duration::from_secs(3600));
+        let asked = Duration::from_secs(4);
+        for _ in 0..20 {
+            b.reset();
+            let d = b.next_delay_after(Some(asked)).expect("delay");
+            assert!(d >= asked && d < asked + asked / 4, "{d:?}");
+        }
+        // Our own backoff when it is longer than what was asked.
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        let d = b
+            .next_delay_after(Some(Duration::from_millis(10)))
+            .expect("delay");
+        assert!(d >= MAX_DELAY / 2, "{d:?}");
+        // A delay past the deadline ends the retries.
+        let mut short = Backoff::new(Duration::from_secs(5));
+        assert_eq!(short.next_delay_after(Some(Duration::from_secs(60))), None);
     }
 }

@@ -162,22 +162,34 @@ fn report_filter(path: &Path, dump_level: u8, selection: &PageSelection) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crashdrop_formats::synth::{write_synthetic_vmcore, SynthSpec};
+    use crashdrop_formats::synth::{write_synthetic_vmcore, SynthClass, SynthSpec, SynthSummary};
 
-    #[test]
-    fn a_level_needing_missing_vmcoreinfo_is_refused_by_key() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("vmcore");
+    fn synthetic(dir: &Path) -> (std::path::PathBuf, SynthSummary) {
+        let path = dir.join("vmcore");
         let spec = SynthSpec {
-            memory_bytes: 16 << 20,
+            memory_bytes: 24 << 20,
             seed: 1,
             osrelease: "6.1.0-test".into(),
             crash_time: 1_700_000_000,
         };
-        write_synthetic_vmcore(&path, &spec).expect("synthetic vmcore");
-        // A synthetic vmcore has no struct page layout: levels 2..31 cannot be honoured.
+        let summary = write_synthetic_vmcore(&path, &spec).expect("synthetic vmcore");
+        (path, summary)
+    }
+
+    #[test]
+    fn a_level_needing_missing_vmcoreinfo_is_refused_by_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, _) = synthetic(dir.path());
+        // Rename the VMCOREINFO key SIZE(page) in place: no struct page layout any more.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let at = bytes
+            .windows(11)
+            .position(|w| w == b"SIZE(page)=")
+            .expect("SIZE(page) in the note");
+        bytes[at..at + 11].copy_from_slice(b"SIZE(pXge)=");
+        std::fs::write(&path, &bytes).expect("write");
         let Err(SendError::Vmcore(message)) = DumpSource::open(&path, 31) else {
-            panic!("level 31 accepted without a mem_map");
+            panic!("level 31 accepted without a struct page layout");
         };
         assert!(message.contains("SIZE(page)"), "{message}");
         // Levels 0 and 1 need none of it.
@@ -189,5 +201,22 @@ mod tests {
             "no sections: kept"
         );
         assert!(check_dump_level(32).is_err());
+    }
+
+    #[test]
+    fn a_synthetic_vmcore_sends_at_every_level_the_pages_the_generator_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, summary) = synthetic(dir.path());
+        for n in [0u8, 1, 2, 4, 8, 16, 17, 31] {
+            let source = DumpSource::open(&path, n).expect("open");
+            let level = DumpLevel::new(n).expect("level");
+            assert_eq!(
+                source.num_dumpable(),
+                summary.dumpable_at(level),
+                "level {n}"
+            );
+        }
+        let free = summary.pages_of(SynthClass::Free);
+        assert!(free > 0 && summary.dumpable_at(DumpLevel::ALL) + free <= summary.file_backed);
     }
 }

@@ -89,6 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
             ))),
             Some(Err(e)) => Err(connection_error(e, &peer)),
             Some(Ok(Frame::Error(e))) => Err(SendError::from_receiver(e.code, &e.message)),
+            Some(Ok(Frame::Busy(b))) => Err(SendError::from_busy(&b)),
             Some(Ok(frame)) => Ok(frame),
         }
     }
@@ -224,6 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
             }
             Frame::ChunkAck(ack) => Ok(ack.durable_pages.max(durable)),
             Frame::Error(e) => Err(SendError::from_receiver(e.code, &e.message)),
+            Frame::Busy(b) => Err(SendError::from_busy(&b)),
             other => Err(unexpected(&other, "ChunkAck")),
         }
     }

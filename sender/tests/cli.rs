@@ -78,4 +78,18 @@ fn synthesize_writes_a_sample_vmcore() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(vmcore.metadata().expect("vmcore written").len() > 0);
+    // The page counts it announces are the ones a dump of the file holds (the sender's count).
+    let err = String::from_utf8_lossy(&out.stderr);
+    let v = crashdrop_formats::ElfVmcore::open(&vmcore).expect("open");
+    let mut level_31 = v.file_backed_bitmap();
+    crashdrop_formats::PageFilter::for_vmcore(&v)
+        .apply(crashdrop_formats::DumpLevel::ALL, &mut level_31)
+        .expect("level 31 on a synthetic vmcore");
+    let level_0 = v.file_backed_bitmap().count_ones();
+    let claim = format!(
+        "a dump holds {level_0} of them at --dump-level 0 (1 only partly RAM, left out as \
+         makedumpfile does) and {} at the default level 31",
+        level_31.count_ones()
+    );
+    assert!(err.contains(&claim), "{err}\nwanted: {claim}");
 }

@@ -2,6 +2,8 @@
 
 mod host;
 mod init;
+mod revoke;
+mod ssh;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +35,9 @@ pub struct Cli {
 enum Command {
     Init(init::InitArgs),
     Host(host::HostArgs),
+    SshHostKey(ssh::SshHostKeyArgs),
+    SshClientKey(ssh::SshClientKeyArgs),
+    Revoke(revoke::RevokeArgs),
 }
 
 impl Cli {
@@ -41,6 +46,9 @@ impl Cli {
         match self.command {
             Command::Init(args) => init::run(args),
             Command::Host(args) => host::run(args),
+            Command::SshHostKey(args) => ssh::run_host(args),
+            Command::SshClientKey(args) => ssh::run_client(args),
+            Command::Revoke(args) => revoke::run(args),
         }
     }
 }

@@ -29,8 +29,8 @@ pub struct ServeArgs {
     /// TOML file with the same settings as the flags (keys: store, tls_listen, tls_cert, tls_key,
     /// client_ca, client_crl, revoked_hosts, store_compression, max_sessions,
     /// max_sessions_per_host, max_handshakes, max_handshakes_per_source, idle_timeout_secs,
-    /// min_free, host_quota_bytes, host_max_dumps, keep_per_host, max_age, stale_after).
-    /// Flags override it.
+    /// min_free, host_quota_bytes, host_max_dumps, keep_per_host, max_age, stale_after,
+    /// ssh_listen, ssh_host_key, ssh_authorized_keys). Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory that holds the dumps: STORE/<host>/<crash time>-<dump id>/.
@@ -38,6 +38,7 @@ pub struct ServeArgs {
     pub store: Option<PathBuf>,
     /// Address to accept TLS senders on, e.g. 0.0.0.0:7420, [::]:7420 or 127.0.0.1:0 (0 picks a
     /// free port). Repeat for several. Each bound address is printed as `listening tls ADDR`.
+    /// TLS, SSH or both must be given.
     #[arg(long, value_name = "ADDR")]
     pub tls_listen: Vec<String>,
     /// The receiver's certificate (PEM), e.g. receiver.pem from `crashdrop-certs init`.
@@ -67,6 +68,8 @@ pub struct ServeArgs {
     pub network: NetworkArgs,
     #[command(flatten)]
     pub disk: StoreLimitArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
 }
 
 /// Disk limits (docs/operations.md, "Disk"); the same flags and config keys serve `prune`.
@@ -156,6 +159,23 @@ impl StoreLimitArgs {
     }
 }
 
+/// The built-in SSH server (README, "Sending over SSH").
+#[derive(Args, Debug, Default)]
+pub struct SshArgs {
+    /// Address to accept SSH senders on, e.g. 0.0.0.0:7422 (crashdrop-send's default SSH port)
+    /// or 127.0.0.1:0. Repeat for several. Each bound address is printed as `listening ssh ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub ssh_listen: Vec<String>,
+    /// The receiver's SSH host key (OpenSSH private key, unencrypted), e.g. ssh_host_ed25519_key
+    /// from `crashdrop-certs ssh-host-key`.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_host_key: Option<PathBuf>,
+    /// Host keys allowed to send, in authorized_keys syntax, each with a
+    /// `crashdrop-host="NAME"` option naming its host. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_authorized_keys: Option<PathBuf>,
+}
+
 /// Revocation and handshake limits (docs/operations.md, "Network limits and revocation").
 #[derive(Args, Debug, Default)]
 pub struct NetworkArgs {
@@ -201,12 +221,25 @@ struct ConfigFile {
     keep_per_host: Option<u32>,
     max_age: Option<String>,
     stale_after: Option<String>,
+    #[serde(default)]
+    ssh_listen: Vec<String>,
+    ssh_host_key: Option<PathBuf>,
+    ssh_authorized_keys: Option<PathBuf>,
+}
+
+/// The SSH listener's settings.
+#[derive(Debug)]
+pub struct SshSettings {
+    pub listen: Vec<String>,
+    pub host_key: PathBuf,
+    pub authorized_keys: PathBuf,
 }
 
 /// Settings after merging file and flags.
 #[derive(Debug)]
 pub struct ServeConfig {
     pub store: PathBuf,
+    /// Empty when only SSH is served (then the TLS files below are not read).
     pub tls_listen: Vec<String>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
@@ -219,6 +252,7 @@ pub struct ServeConfig {
     pub revoked_hosts: Option<PathBuf>,
     pub handshakes: HandshakeLimits,
     pub store_limits: StoreLimits,
+    pub ssh: Option<SshSettings>,
 }
 
 impl ServeConfig {
@@ -239,9 +273,40 @@ impl ServeConfig {
         } else {
             args.tls_listen
         };
-        if tls_listen.is_empty() {
-            return Err(missing("tls-listen"));
+        let ssh_listen = if args.ssh.ssh_listen.is_empty() {
+            file.ssh_listen
+        } else {
+            args.ssh.ssh_listen
+        };
+        if tls_listen.is_empty() && ssh_listen.is_empty() {
+            bail!("--tls-listen or --ssh-listen is required (or `tls_listen` / `ssh_listen` in the --config file)");
         }
+        let ssh = if ssh_listen.is_empty() {
+            None
+        } else {
+            Some(SshSettings {
+                listen: ssh_listen,
+                host_key: args
+                    .ssh
+                    .ssh_host_key
+                    .or(file.ssh_host_key)
+                    .ok_or_else(|| missing("ssh-host-key"))?,
+                authorized_keys: args
+                    .ssh
+                    .ssh_authorized_keys
+                    .or(file.ssh_authorized_keys)
+                    .ok_or_else(|| missing("ssh-authorized-keys"))?,
+            })
+        };
+        let tls = !tls_listen.is_empty();
+        // Only TLS needs the certificate files; with SSH alone they stay empty and unread.
+        let tls_file = |flag: Option<PathBuf>, name: &str| -> anyhow::Result<PathBuf> {
+            match flag {
+                Some(path) => Ok(path),
+                None if tls => Err(missing(name)),
+                None => Ok(PathBuf::new()),
+            }
+        };
         let max_sessions = args.max_sessions.or(file.max_sessions).unwrap_or(64);
         if max_sessions == 0 {
             bail!("max_sessions must be at least 1");
@@ -249,18 +314,9 @@ impl ServeConfig {
         Ok(ServeConfig {
             store: args.store.or(file.store).ok_or_else(|| missing("store"))?,
             tls_listen,
-            tls_cert: args
-                .tls_cert
-                .or(file.tls_cert)
-                .ok_or_else(|| missing("tls-cert"))?,
-            tls_key: args
-                .tls_key
-                .or(file.tls_key)
-                .ok_or_else(|| missing("tls-key"))?,
-            client_ca: args
-                .client_ca
-                .or(file.client_ca)
-                .ok_or_else(|| missing("client-ca"))?,
+            tls_cert: tls_file(args.tls_cert.or(file.tls_cert), "tls-cert")?,
+            tls_key: tls_file(args.tls_key.or(file.tls_key), "tls-key")?,
+            client_ca: tls_file(args.client_ca.or(file.client_ca), "client-ca")?,
             store_compression: args
                 .store_compression
                 .or(file.store_compression)
@@ -294,6 +350,7 @@ impl ServeConfig {
                     .max(1),
             },
             store_limits,
+            ssh,
         })
     }
 }
@@ -331,10 +388,25 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         revoked_hosts: config.revoked_hosts.clone(),
     };
     let tls_sessions = crate::tls::session_cache();
-    let tls = Reloadable::new(
-        "TLS policy (certificates, client_crl, revoked_hosts)",
-        move || tls_files.load(tls_sessions.clone()),
-    )?;
+    let tls = if config.tls_listen.is_empty() {
+        None
+    } else {
+        Some(Reloadable::new(
+            "TLS policy (certificates, client_crl, revoked_hosts)",
+            move || tls_files.load(tls_sessions.clone()),
+        )?)
+    };
+    let ssh = match &config.ssh {
+        None => None,
+        Some(settings) => {
+            let host_key = crate::ssh::load_host_key(&settings.host_key)?;
+            let path = settings.authorized_keys.clone();
+            let keys = Reloadable::new("SSH authorized keys", move || {
+                crate::ssh::AuthorizedKeys::load(&path)
+            })?;
+            Some((host_key, keys, settings.listen.clone()))
+        }
+    };
     let store = DumpStore::open(&config.store, config.store_compression)
         .with_context(|| format!("cannot open the store {}", config.store.display()))?
         .with_limits(config.store_limits.clone());
@@ -348,7 +420,18 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let handshakes = HandshakeTable::new(config.handshakes);
     let refusals = Refusals::default();
     let log = Arc::new(LogLimiter::default());
-    tracker.spawn(reload_on_sighup(vec![tls.clone()], shutdown.clone()));
+    let mut reloadable: Vec<Arc<dyn crate::reload::Reload>> = Vec::new();
+    if let Some(tls) = &tls {
+        reloadable.push(tls.clone());
+    }
+    if let Some((_, keys, _)) = &ssh {
+        reloadable.push(keys.clone());
+    }
+    tracker.spawn(reload_on_sighup(reloadable, shutdown.clone()));
+    // Before "listening" is printed: a SIGTERM right after it must stop us cleanly, not kill us
+    // with the default disposition.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
     let mut stdout = std::io::stdout();
     for addr in &config.tls_listen {
         let addr: SocketAddr = addr.parse().with_context(|| {
@@ -361,6 +444,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         writeln!(stdout, "listening tls {bound}").context("stdout")?;
         stdout.flush().context("stdout")?;
         info!(%bound, store = %config.store.display(), compression = config.store_compression.as_str(), "listening for TLS senders");
+        let Some(tls) = &tls else { break };
         let acceptor = Acceptor {
             listener,
             tls: tls.clone(),
@@ -376,7 +460,40 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         };
         tracker.spawn(acceptor.run());
     }
-    wait_for_signal().await;
+    if let Some((host_key, keys, listen)) = ssh {
+        let ssh_config = Arc::new(crate::ssh::server_config(host_key, &limits));
+        for addr in &listen {
+            let addr: SocketAddr = addr.parse().with_context(|| {
+                format!("--ssh-listen {addr}: not an address like 0.0.0.0:7422 or [::]:7422")
+            })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let bound = listener.local_addr().context("listener address")?;
+            writeln!(stdout, "listening ssh {bound}").context("stdout")?;
+            stdout.flush().context("stdout")?;
+            info!(%bound, store = %config.store.display(), keys = keys.get().len(), "listening for SSH senders");
+            let acceptor = crate::ssh::SshAcceptor {
+                listener,
+                config: ssh_config.clone(),
+                keys: keys.clone(),
+                store: store.clone(),
+                sessions: sessions.clone(),
+                host_sessions: host_sessions.clone(),
+                limits: limits.clone(),
+                handshakes: handshakes.clone(),
+                refusals: refusals.clone(),
+                log: log.clone(),
+                shutdown: shutdown.clone(),
+                tracker: tracker.clone(),
+            };
+            tracker.spawn(acceptor.run());
+        }
+    }
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
     info!("shutting down: no new sessions; letting current ones record their progress");
     shutdown.cancel();
     tracker.close();
@@ -387,18 +504,6 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         warn!("sessions still busy after 30s; exiting (their dumps stay resumable)");
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
 }
 
 #[cfg(test)]

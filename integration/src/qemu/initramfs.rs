@@ -1,0 +1,103 @@
+//! `Initramfs`: a tiny initramfs (newc cpio) with a static busybox, extra files and an `/init`
+//! shell script, built at test time with `cpio`.
+
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Where Debian's `busybox-static` puts the binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Files for the initramfs, then [`Initramfs::build`].
+#[derive(Default)]
+pub struct Initramfs {
+    /// (path inside the image, host file to copy).
+    files: Vec<(String, PathBuf)>,
+    init: String,
+}
+
+impl Initramfs {
+    /// An image whose `/init` runs `script` under busybox `sh` after mounting /proc, /sys and
+    /// /dev. `busybox --install -s` gives the script every applet.
+    pub fn new(script: &str) -> Initramfs {
+        Initramfs {
+            files: Vec::new(),
+            init: format!(
+                "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\n\
+                 mount -t proc proc /proc\nmount -t sysfs sysfs /sys\n\
+                 mount -t devtmpfs devtmpfs /dev\n{script}\n"
+            ),
+        }
+    }
+
+    /// Copies host file `from` to `to` (an absolute path) inside the image.
+    pub fn file(mut self, to: &str, from: &Path) -> Initramfs {
+        self.files
+            .push((to.trim_start_matches('/').to_string(), from.to_owned()));
+        self
+    }
+
+    /// Writes the image to `out` (uncompressed newc cpio, which every kernel takes).
+    pub fn build(&self, out: &Path) -> io::Result<()> {
+        let root = tempfile::tempdir()?;
+        let r = root.path();
+        for d in ["bin", "proc", "sys", "dev", "tmp", "mnt"] {
+            std::fs::create_dir_all(r.join(d))?;
+        }
+        std::fs::copy(BUSYBOX, r.join("bin/busybox"))
+            .map_err(|e| io::Error::new(e.kind(), format!("{BUSYBOX} (busybox-static): {e}")))?;
+        for (to, from) in &self.files {
+            let dest = r.join(to);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::copy(from, &dest)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", from.display())))?;
+        }
+        let init = r.join("init");
+        std::fs::write(&init, &self.init)?;
+        std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))?;
+
+        let list = walk(r)?;
+        let image = std::fs::File::create(out)?;
+        let mut cpio = Command::new("cpio")
+            .args(["--quiet", "-o", "-H", "newc", "--owner=0:0"])
+            .current_dir(r)
+            .stdin(Stdio::piped())
+            .stdout(image)
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = cpio.stdin.take() {
+            for path in &list {
+                writeln!(stdin, "{path}")?;
+            }
+        }
+        let done = cpio.wait_with_output()?;
+        if !done.status.success() {
+            return Err(io::Error::other(format!(
+                "cpio failed ({}): {}",
+                done.status,
+                String::from_utf8_lossy(&done.stderr)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Every path under `root`, relative, directories before their contents.
+fn walk(root: &Path) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        for entry in std::fs::read_dir(root.join(&rel))? {
+            let entry = entry?;
+            let path = rel.join(entry.file_name());
+            out.push(path.to_string_lossy().into_owned());
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    Ok(out)
+}
