@@ -76,7 +76,7 @@ pub struct ServeArgs {
 #[derive(Args, Debug, Default)]
 pub struct StoreLimitArgs {
     /// Space kept free on the store's filesystem: new dumps that would eat into it are refused
-    /// (NoSpace). A size (2GiB) or a percentage (5%). Default 5%.
+    /// (NoSpace). A size (2GiB) or a percentage (5%). Default: 5%, at most 2 GiB.
     #[arg(long, value_name = "SIZE|N%")]
     pub min_free: Option<String>,
     /// Bytes one host's dumps may take, e.g. 50GiB. Default: no limit.

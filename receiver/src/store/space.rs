@@ -65,12 +65,18 @@ pub fn outstanding_bytes(record: &DumpRecord) -> u64 {
 pub enum MinFree {
     Bytes(u64),
     Percent(u8),
+    /// A percentage of the filesystem, but never more than a size: the default, so a small disk
+    /// keeps a proportionate reserve and a large one does not strand hundreds of GiB.
+    PercentUpTo(u8, u64),
 }
 
+/// The default reserve's cap: 2 GiB.
+pub const DEFAULT_MIN_FREE_CAP: u64 = 2 << 30;
+
 impl Default for MinFree {
-    /// 5% of the filesystem.
+    /// 5% of the filesystem, at most 2 GiB.
     fn default() -> Self {
-        MinFree::Percent(5)
+        MinFree::PercentUpTo(5, DEFAULT_MIN_FREE_CAP)
     }
 }
 
@@ -95,6 +101,7 @@ impl MinFree {
         match self {
             MinFree::Bytes(n) => n,
             MinFree::Percent(p) => total / 100 * u64::from(p),
+            MinFree::PercentUpTo(p, cap) => (total / 100 * u64::from(p)).min(cap),
         }
     }
 }
@@ -104,6 +111,9 @@ impl std::fmt::Display for MinFree {
         match self {
             MinFree::Bytes(n) => write!(f, "{n} bytes"),
             MinFree::Percent(p) => write!(f, "{p}% of the filesystem"),
+            MinFree::PercentUpTo(p, cap) => {
+                write!(f, "{p}% of the filesystem, at most {cap} bytes")
+            }
         }
     }
 }
@@ -172,6 +182,14 @@ mod tests {
         assert_eq!(MinFree::parse("0"), Ok(MinFree::Bytes(0)));
         assert!(MinFree::parse("150%").is_err());
         assert_eq!(MinFree::Percent(5).bytes(1000), 50);
+    }
+
+    #[test]
+    fn the_default_reserve_is_five_percent_but_never_more_than_two_gib() {
+        let small = 10 << 30;
+        assert_eq!(MinFree::default().bytes(small), small / 100 * 5);
+        let large = 1 << 40;
+        assert_eq!(MinFree::default().bytes(large), 2 << 30);
     }
 
     #[test]
