@@ -52,6 +52,26 @@ fn stored_fixture_dumps_carry_their_kernel_log() {
         assert_eq!(record["dump_level"], 31);
         assert_eq!(record["kernel_log"], "dmesg.txt", "{record:#}");
         assert!(record["kernel_log_error"].is_null(), "{record:#}");
+        // What crashed, from the log: the fixture's guest crashed by `echo c > /proc/sysrq-trigger`.
+        let crash = &record["crash"];
+        assert_eq!(crash["kind"], "panic", "{record:#}");
+        assert_eq!(
+            crash["title"], "Kernel panic - not syncing: sysrq triggered crash",
+            "{record:#}"
+        );
+        assert_eq!(
+            crash["signature"].as_str().map(str::len),
+            Some(16),
+            "{record:#}"
+        );
+        assert_eq!(crash["frames"][0], "sysrq_handle_crash", "{record:#}");
+        assert_eq!(
+            crash["kernel_release"], record["kernel_release"],
+            "{record:#}"
+        );
+        assert_eq!(crash["task"], "init", "{record:#}");
+        assert_eq!(crash["cpu"], 1, "{record:#}");
+        assert!(crash["seconds_after_boot"].as_f64().is_some(), "{record:#}");
 
         // Byte for byte: same prefix, escaping and unindented continuation lines.
         let reference = std::fs::read(&fixture.dmesg_txt).expect("fixture dmesg.txt");

@@ -12,7 +12,7 @@ use crashdrop_formats::dmesg::{kernel_log, DmesgError};
 use crashdrop_formats::kdump::{KdumpError, KdumpReader};
 use tracing::{info, warn};
 
-use super::{write_durably, DumpRecord, StoreError};
+use super::{summarize, write_durably, DumpRecord, StoreError};
 
 /// The file the log is written to, beside `vmcore`.
 pub const KERNEL_LOG_FILE: &str = "dmesg.txt";
@@ -57,19 +57,27 @@ pub fn extract_in_background(dir: &Path, location: &str) {
 }
 
 /// Writes `dir/dmesg.txt` from `dir/vmcore` (temp file, fsync, rename) and records the outcome
-/// in `dir/dump.json`: `kernel_log` names the file, or `kernel_log_error` says why there is none.
+/// in `dir/dump.json`: `kernel_log` names the file, or `kernel_log_error` says why there is none,
+/// and `crash` summarises the log's crash report.
 /// Failures are logged as warnings.
 pub fn record_kernel_log(dir: &Path, location: &str) {
     let outcome = read_kernel_log(&dir.join("vmcore")).and_then(|log| {
         write_durably(&dir.join(KERNEL_LOG_FILE), &log)?;
-        Ok(log.len())
+        Ok((log.len(), summarize(&String::from_utf8_lossy(&log))))
     });
     let record_path = dir.join("dump.json");
     let saved = DumpRecord::load(&record_path).and_then(|mut record| {
         match &outcome {
-            Ok(_) => {
+            Ok((_, crash)) => {
                 record.kernel_log = Some(KERNEL_LOG_FILE.to_owned());
                 record.kernel_log_error = None;
+                record.crash = crash.clone();
+                // VMCOREINFO without OSRELEASE leaves the release empty; the log still names it.
+                if record.kernel_release.is_empty() {
+                    if let Some(release) = crash.as_ref().and_then(|c| c.kernel_release.clone()) {
+                        record.kernel_release = release;
+                    }
+                }
             }
             Err(e) => {
                 record.kernel_log = None;
@@ -79,7 +87,14 @@ pub fn record_kernel_log(dir: &Path, location: &str) {
         record.save(&record_path)
     });
     match outcome {
-        Ok(bytes) => info!(%location, bytes, "kernel log extracted"),
+        Ok((bytes, Some(crash))) => info!(
+            %location,
+            bytes,
+            title = %crash.title,
+            signature = %crash.signature,
+            "kernel log extracted"
+        ),
+        Ok((bytes, None)) => info!(%location, bytes, "kernel log extracted, no crash report in it"),
         Err(e) => warn!(%location, error = %e, "kernel log not extracted"),
     }
     if let Err(e) = saved {

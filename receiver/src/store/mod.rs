@@ -12,6 +12,7 @@ mod progress;
 mod record;
 pub mod retention;
 pub mod space;
+mod summary;
 mod writer;
 
 use std::collections::HashSet;
@@ -29,6 +30,7 @@ pub use kernel_log::{
 };
 pub use progress::{ChunkRecord, ProgressJournal};
 pub use record::{crash_time_dir_name, now_rfc3339, DumpRecord, DumpState};
+pub use summary::{summarize, CrashSummary};
 pub use writer::{to_hex, DumpWriter, WriteError};
 
 /// How page data is compressed in stored files.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::summary::CrashSummary;
 use super::StoreError;
 
 /// Where a dump is in its life. Only `Complete` dumps passed the whole-dump digest.
@@ -69,6 +70,10 @@ pub struct DumpRecord {
     /// resume must offer exactly this. Absent from older records, which then start over.
     #[serde(default)]
     pub offer_digest: Option<String>,
+    /// What crashed, from the kernel log's first crash report: set when the log is extracted
+    /// and holds a report we recognise; absent from older records.
+    #[serde(default)]
+    pub crash: Option<CrashSummary>,
 }
 
 impl DumpRecord {
@@ -153,6 +158,11 @@ mod tests {
             kernel_log: None,
             kernel_log_error: None,
             offer_digest: None,
+            crash: Some(CrashSummary {
+                title: "Kernel panic - not syncing: sysrq triggered crash".into(),
+                signature: "0123456789abcdef".into(),
+                ..CrashSummary::default()
+            }),
         };
         record.save(&path).expect("save");
         assert_eq!(DumpRecord::load(&path).expect("load"), record);
@@ -162,8 +172,17 @@ mod tests {
         let fields = old.as_object_mut().expect("object");
         fields.remove("kernel_log");
         fields.remove("kernel_log_error");
+        fields.remove("crash");
         std::fs::write(&path, old.to_string()).expect("write");
-        assert_eq!(DumpRecord::load(&path).expect("old record"), record);
+        let loaded = DumpRecord::load(&path).expect("old record");
+        assert_eq!(loaded.crash, None);
+        assert_eq!(
+            DumpRecord {
+                crash: record.crash.clone(),
+                ..loaded
+            },
+            record
+        );
         std::fs::write(&path, "{").expect("write");
         let err = DumpRecord::load(&path).expect_err("corrupt record must not load");
         assert!(err.to_string().contains("dump.json"), "{err}");

@@ -253,6 +253,7 @@ mod tests {
             kernel_log: None,
             kernel_log_error: None,
             offer_digest: None,
+            crash: None,
         };
         StoredDump {
             location: format!("{host}/{name}"),

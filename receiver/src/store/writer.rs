@@ -175,6 +175,7 @@ impl DumpWriter {
             kernel_log: None,
             kernel_log_error: None,
             offer_digest: Some(to_hex(&offer_digest(manifest)?)),
+            crash: None,
         };
         let writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
         writer.write_layout()?;
