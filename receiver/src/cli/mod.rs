@@ -1,6 +1,7 @@
 //! Command-line interface: `serve`, `list`, `verify`, `dmesg`.
 
 pub mod dmesg;
+pub mod groups;
 pub mod list;
 pub mod prune;
 pub mod serve;
@@ -26,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the receiver: listen for senders and store their dumps.
     Serve(serve::ServeArgs),
-    /// List the dumps in a store.
+    /// List the dumps in a store (--group-by signature: one row per crash signature).
     List(list::ListArgs),
     /// Re-read a stored dump and check it against its recorded digest (exit 0 only if it matches).
     Verify(verify::VerifyArgs),
