@@ -235,8 +235,8 @@ fn framing_attacks() -> Vec<Attack> {
     trailing.push(0);
     let cut = hi[..hi.len() - 3].to_vec();
     let promise = cat(&[&1000u32.to_be_bytes(), &[0x03; 10]]);
-    let v2_9 = Hello { min_version: 2, max_version: 9, software: "x".into() };
-    let versions = encode(&[Frame::Hello(v2_9)]);
+    let v3_9 = Hello { min_version: 3, max_version: 9, software: "x".into() };
+    let versions = encode(&[Frame::Hello(v3_9)]);
     let unsupported = Some(ErrorCode::UnsupportedVersion);
     let welcome = encode(&[Frame::Welcome(Welcome { version: 1, software: "me".into() })]);
     let boom = Frame::Error(ErrorFrame::new(ErrorCode::Internal, "boom"));
@@ -256,7 +256,7 @@ fn framing_attacks() -> Vec<Attack> {
         ("Hello with a bad magic", bad_magic, FIRST, PROTO, "magic"),
         ("Hello with a trailing byte", trailing, FIRST, PROTO, "trailing"),
         ("empty Hello", raw_frame(0x01, &[]), FIRST, PROTO, "truncated"),
-        ("Hello for versions 2..=9", versions, FIRST, unsupported, "2..=9"),
+        ("Hello for versions 3..=9", versions, FIRST, unsupported, "3..=9"),
         ("Offer before Hello", offer, FIRST, PROTO, "got Offer"),
         ("Welcome from the sender", welcome, FIRST, PROTO, "got Welcome"),
         ("Hello twice", encode(&[hello(), hello()]), WELCOMED, PROTO, "got Hello"),

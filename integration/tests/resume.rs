@@ -5,6 +5,10 @@
 //! Each scenario runs on the first real fixture vmcore when the fixtures are present (and then
 //! `crash` must still open the result), else, with the skip printed, on a synthetic one. Under
 //! `CI` a missing fixture or `crash` fails the test.
+//!
+//! The scenarios run in protocol version 2 (what the programs negotiate); the `_in_version_1`
+//! ones force version 1 (`--protocol-version 1`) against the same receiver, so both resume paths
+//! stay tested: version 1 resumes from a page, version 2 from the exact set of durable chunks.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,11 +22,34 @@ use crashdrop_integration::{
 
 const HOST: &str = "flaky-7";
 const LEVEL: u8 = 1;
-/// Most bytes one cut may cost beyond an uninterrupted transfer: the sender's window of 8
-/// unacknowledged chunks of at most 256 raw pages, plus a reconnect's TLS handshake, Hello and
-/// Offer (with the ELF notes), plus both bitmaps if the cut fell before they were durable.
-fn per_cut_allowance(bitmap_bytes: u64) -> u64 {
-    8 * (256 * (4096 + 5) + 64) + (64 << 10) + 2 * bitmap_bytes
+/// Most bytes one cut may cost beyond an uninterrupted transfer: the sender's window (version 1:
+/// 8 chunks; version 2: the `WINDOW_V2` crashdropd grants) of unacknowledged chunks of at most
+/// 256 raw pages, plus a reconnect's TLS handshake, Hello and Offer (with the ELF notes), plus
+/// both bitmaps if the cut fell before they were durable.
+fn per_cut_allowance(bitmap_bytes: u64, protocol: u16) -> u64 {
+    let window = match protocol {
+        1 => 8,
+        _ => u64::from(crashdrop_proto::WINDOW_V2),
+    };
+    window * (256 * (4096 + 5) + 64) + (64 << 10) + 2 * bitmap_bytes
+}
+
+/// The sender's line saying it resumed, in either version.
+fn resumed(stderr: &str) -> bool {
+    stderr.contains("resuming at page") || stderr.contains("resuming: the receiver holds")
+}
+
+/// The first page the receiver did not hold when the sender resumed: version 1 says it,
+/// version 2 says how many chunks the receiver held (of 256 pages: a lower bound is enough).
+fn resumed_pages(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|l| {
+        if let Some(rest) = l.strip_prefix("resuming at page ") {
+            return rest.split_whitespace().next()?.parse().ok();
+        }
+        let rest = l.strip_prefix("resuming: the receiver holds ")?;
+        let chunks: u64 = rest.split_whitespace().next()?.parse().ok()?;
+        Some(chunks * 256)
+    })
 }
 
 struct Scenario {
@@ -31,10 +58,20 @@ struct Scenario {
     vmlinux: Option<PathBuf>,
     certs: TestCerts,
     store: PathBuf,
+    /// The protocol version the sender may offer at most.
+    protocol: u16,
 }
 
 fn scenario() -> Scenario {
     scenario_on(true)
+}
+
+/// [`scenario_on`] with the sender forced to protocol version 1.
+fn scenario_v1(use_fixture: bool) -> Scenario {
+    Scenario {
+        protocol: 1,
+        ..scenario_on(use_fixture)
+    }
 }
 
 /// A scenario on the first fixture vmcore (if `use_fixture` and there is one) or a synthetic one.
@@ -67,6 +104,7 @@ fn scenario_on(use_fixture: bool) -> Scenario {
         vmlinux,
         store,
         _work: work,
+        protocol: 2,
     }
 }
 
@@ -79,7 +117,9 @@ impl Scenario {
             &self.vmcore,
             LEVEL,
         );
-        cmd.args(["--retry-for", "3m"]).args(extra);
+        cmd.args(["--retry-for", "3m"])
+            .args(["--protocol-version", &self.protocol.to_string()])
+            .args(extra);
         cmd
     }
 
@@ -107,6 +147,15 @@ impl Scenario {
         let dumps = stored_dumps(&self.store);
         assert_eq!(dumps.len(), 1, "{what}: exactly one dump stored: {dumps:?}");
         let dump = &dumps[0];
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dump.join("dump.json")).expect("dump.json"),
+        )
+        .expect("dump.json is JSON");
+        assert_eq!(
+            record["digest_version"],
+            u64::from(self.protocol),
+            "{what}: dump received in the version the sender was limited to"
+        );
         let seen = compare_with_source(&dump.join("vmcore"), &self.vmcore, LEVEL);
         eprintln!(
             "{what}: stored dump matches the source page for page ({} pages)",
@@ -165,6 +214,11 @@ fn ten_cuts_on_a_synthetic_dump() {
     ten_cuts(scenario_on(false));
 }
 
+#[test]
+fn ten_cuts_on_a_synthetic_dump_in_version_1() {
+    ten_cuts(scenario_v1(false));
+}
+
 fn ten_cuts(s: Scenario) {
     let baseline = s.baseline_bytes();
     let receiver = s.receiver(&[]);
@@ -179,19 +233,20 @@ fn ten_cuts(s: Scenario) {
     );
     let stats = proxy.stats();
     assert_eq!(stats.faults_fired, 10, "every cut happened: {stats:?}");
-    assert!(stderr.contains("resuming at page"), "{stderr}");
+    assert!(resumed(&stderr), "{stderr}");
     let extra = stats.upstream_bytes.saturating_sub(baseline);
     let bitmap_bytes = crashdrop_formats::ElfVmcore::open(&s.vmcore)
         .expect("vmcore")
         .max_mapnr()
         .div_ceil(8);
-    let allowance = 10 * per_cut_allowance(bitmap_bytes);
+    let allowance = 10 * per_cut_allowance(bitmap_bytes, s.protocol);
     eprintln!(
-        "10 cuts: {} bytes upstream vs {baseline} uninterrupted: {extra} extra \
-         ({:.1} KiB per cut; allowance {:.1} KiB per cut)",
+        "10 cuts, protocol version {}: {} bytes upstream vs {baseline} uninterrupted: {extra} \
+         extra ({:.1} KiB per cut; allowance {:.1} KiB per cut)",
+        s.protocol,
         stats.upstream_bytes,
         extra as f64 / 10.0 / 1024.0,
-        per_cut_allowance(bitmap_bytes) as f64 / 1024.0
+        per_cut_allowance(bitmap_bytes, s.protocol) as f64 / 1024.0
     );
     assert!(
         extra <= allowance,
@@ -202,7 +257,15 @@ fn ten_cuts(s: Scenario) {
 
 #[test]
 fn kill_9_of_the_receiver_at_three_points_then_restart() {
-    let s = scenario();
+    kill_9_of_the_receiver(scenario());
+}
+
+#[test]
+fn kill_9_of_the_receiver_in_version_1() {
+    kill_9_of_the_receiver(scenario_v1(false));
+}
+
+fn kill_9_of_the_receiver(s: Scenario) {
     let baseline = s.baseline_bytes();
     let mut receiver = s.receiver(&["--idle-timeout-secs", "5"]);
     // Freeze the stream at three points so each kill lands mid-transfer, deterministically.
@@ -223,10 +286,21 @@ fn kill_9_of_the_receiver_at_three_points_then_restart() {
         proxy.cut_all();
     }
     let stderr = wait_exit(&mut sender, Duration::from_secs(120));
-    assert!(stderr.contains("resuming at page"), "{stderr}");
+    assert!(resumed(&stderr), "{stderr}");
+    let upstream = proxy.stats().upstream_bytes;
+    let bitmap_bytes = crashdrop_formats::ElfVmcore::open(&s.vmcore)
+        .expect("vmcore")
+        .max_mapnr()
+        .div_ceil(8);
     eprintln!(
-        "receiver killed 3 times: {} bytes upstream vs {baseline} uninterrupted",
-        proxy.stats().upstream_bytes
+        "receiver killed 3 times, protocol version {}: {upstream} bytes upstream vs {baseline} \
+         uninterrupted",
+        s.protocol
+    );
+    // A killed receiver loses only what it had not made durable: at most a window per kill.
+    assert!(
+        upstream <= baseline + 3 * per_cut_allowance(bitmap_bytes, s.protocol),
+        "resends exceed one window per kill: {upstream} vs {baseline}"
     );
     s.check_stored("receiver kill -9");
 }
@@ -249,11 +323,7 @@ fn kill_9_of_the_sender_and_a_new_sender_resumes() {
     let mut second = ChildGuard::spawn("crashdrop-send", &mut s.sender(&proxy.url(), &[]))
         .expect("spawn second sender");
     let stderr = wait_exit(&mut second, Duration::from_secs(120));
-    let resumed_at: u64 = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("resuming at page "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+    let resumed_at = resumed_pages(&stderr)
         .unwrap_or_else(|| panic!("the new sender did not resume:\n{stderr}"));
     let second_bytes = proxy.stats().upstream_bytes - before;
     eprintln!(
@@ -285,7 +355,7 @@ fn a_flipped_bit_is_caught_and_the_transfer_still_completes_right() {
         receiver.log()
     );
     assert_eq!(proxy.stats().faults_fired, 1);
-    assert!(stderr.contains("resuming at page"), "{stderr}");
+    assert!(resumed(&stderr), "{stderr}");
     s.check_stored("flipped bit");
 }
 
@@ -305,7 +375,7 @@ fn a_black_holed_connection_is_abandoned_within_the_timeout_and_resumed() {
         receiver.log()
     );
     assert!(stderr.contains("did not respond for 2s"), "{stderr}");
-    assert!(stderr.contains("resuming at page"), "{stderr}");
+    assert!(resumed(&stderr), "{stderr}");
     eprintln!("black hole: abandoned and completed in {elapsed:?}");
     // 2 s to notice, up to 2 s more for the receiver to let go of the dump, plus the transfer.
     assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");

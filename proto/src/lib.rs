@@ -79,9 +79,8 @@ pub use sparse_chunk::SparseChunk;
 /// The limits, also reachable as `crashdrop_proto::limits::*`.
 pub use limits::*;
 
-/// The protocol version crashdrop-send and crashdropd negotiate today (`docs/protocol.md`
-/// describes versions 1 and 2; the version-2 frames are defined here, the programs do not yet
-/// offer version 2).
+/// Protocol version 1, the oldest crashdrop-send and crashdropd speak (both speak 1 and 2 and
+/// negotiate the highest in common, docs/protocol.md "Negotiation").
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// Protocol version 2: chunks in any order, the durable state a set (`ResumeSet`, `ChunksAck`),
@@ -93,6 +92,36 @@ pub fn alpn_id(version: u16) -> Vec<u8> {
     format!("crashdrop/{version}").into_bytes()
 }
 
+/// The protocol version an ALPN id names (`crashdrop/N`), or `None` for any other id.
+pub fn alpn_version(id: &[u8]) -> Option<u16> {
+    let digits = id.strip_prefix(b"crashdrop/")?;
+    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// The 8 bytes that open every `Hello`, so a receiver can tell a crashdrop sender from a stray
 /// client before it reads anything else.
 pub const MAGIC: [u8; 8] = *b"CRSHDROP";
+
+#[cfg(test)]
+mod alpn_tests {
+    use super::*;
+
+    #[test]
+    fn alpn_ids_round_trip_and_nothing_else_parses() {
+        for v in [1, 2, 65535] {
+            assert_eq!(alpn_version(&alpn_id(v)), Some(v));
+        }
+        for bad in [
+            &b"crashdrop/"[..],
+            b"crashdrop/x",
+            b"h2",
+            b"crashdrop/99999",
+            b"crashdrop/+1",
+        ] {
+            assert_eq!(alpn_version(bad), None, "{bad:?}");
+        }
+    }
+}

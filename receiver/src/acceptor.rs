@@ -238,8 +238,14 @@ impl Connection {
             .await;
             return;
         };
-        info!(%host, resumed, "host authenticated");
-        match session::run(tls, host, self.store, self.limits, self.shutdown).await {
+        let alpn = tls
+            .get_ref()
+            .1
+            .alpn_protocol()
+            .and_then(crashdrop_proto::alpn_version);
+        info!(%host, resumed, ?alpn, "host authenticated");
+        match session::run_with_alpn(tls, host, self.store, self.limits, self.shutdown, alpn).await
+        {
             Ok(Outcome::Completed { location }) => info!(%location, "session done: dump complete"),
             Ok(outcome) => info!(?outcome, "session done"),
             Err(e) => warn!(error = %e, "session failed"),

@@ -1,4 +1,5 @@
-//! One sender's conversation, over any authenticated byte stream (TLS today, SSH later).
+//! One sender's conversation, over any authenticated byte stream (TLS today, SSH later), in
+//! protocol version 1 or 2 (the highest both speak; docs/protocol.md "Negotiation").
 //!
 //! The session owns at most one [`DumpWriter`]; file operations run under
 //! `tokio::task::block_in_place`, so a slow disk never stalls other sessions' I/O. That requires
@@ -7,9 +8,11 @@
 
 use std::time::Duration;
 
+use crashdrop_formats::digest::DigestVersion;
 use crashdrop_proto::{
-    ChunkAck, ErrorCode, ErrorFrame, Frame, FrameCodec, HostName, ProtocolError, ResumeFrom,
-    ResumeState, Welcome, PROTOCOL_VERSION,
+    Busy, ChunkAck, ChunkRanges, ChunksAck, ErrorCode, ErrorFrame, Frame, FrameCodec, Hello,
+    HostName, ProtocolError, ResumeFrom, ResumeSet, ResumeState, Welcome, PROTOCOL_V2,
+    PROTOCOL_VERSION, WINDOW_V2,
 };
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,8 +23,16 @@ use tracing::{info, warn};
 use crate::store::{Begin, DumpStore, DumpWriter, WriteError};
 
 /// Chunks processed before an acknowledgement is forced even if more are already queued, so the
-/// sender's window never runs dry.
+/// sender's window never runs dry (version 1: a window of 8).
 const ACK_EVERY_CHUNKS: u32 = 4;
+/// The same for version 2, whose window is `WINDOW_V2` (64): a quarter of it per fsync.
+const ACK_EVERY_CHUNKS_V2: u32 = 16;
+
+/// The protocol versions this receiver speaks.
+const OLDEST_VERSION: u16 = PROTOCOL_VERSION;
+const NEWEST_VERSION: u16 = PROTOCOL_V2;
+/// The same, newest first: the TLS ALPN list (`crashdrop/2`, `crashdrop/1`).
+pub const SPOKEN_VERSIONS: [u16; 2] = [NEWEST_VERSION, OLDEST_VERSION];
 
 #[derive(Clone, Debug)]
 pub struct SessionLimits {
@@ -56,6 +67,9 @@ pub enum SessionError {
     Store(#[from] crate::store::StoreError),
     #[error("sender reported {code:?}: {message}")]
     Peer { code: ErrorCode, message: String },
+    /// Answered `Busy` (version 2) already; nothing more to say to the peer.
+    #[error("told the sender to come back later: {0}")]
+    Busy(String),
 }
 
 struct Session<S> {
@@ -63,6 +77,10 @@ struct Session<S> {
     host: HostName,
     limits: SessionLimits,
     shutdown: CancellationToken,
+    /// The version TLS ALPN selected (`crashdrop/N`), which `Welcome` must name.
+    alpn: Option<u16>,
+    /// The version agreed in `Welcome` (1 until then).
+    version: u16,
 }
 
 /// Runs one session to its end. Errors are also reported to the peer when possible.
@@ -76,11 +94,29 @@ pub async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    run_with_alpn(stream, host, store, limits, shutdown, None).await
+}
+
+/// [`run`] on a stream whose TLS handshake selected ALPN `crashdrop/N` (`alpn` = `Some(N)`):
+/// the session then speaks version N or refuses the `Hello` as a protocol error.
+pub async fn run_with_alpn<S>(
+    stream: S,
+    host: HostName,
+    store: DumpStore,
+    limits: SessionLimits,
+    shutdown: CancellationToken,
+    alpn: Option<u16>,
+) -> Result<Outcome, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let mut session = Session {
         framed: Framed::new(stream, FrameCodec),
         host,
         limits,
         shutdown,
+        alpn,
+        version: PROTOCOL_VERSION,
     };
     let result = session.converse(&store).await;
     if let Err(e) = &result {
@@ -88,6 +124,7 @@ where
             SessionError::Refused { code, message } => Some((*code, message.clone())),
             SessionError::Protocol(ProtocolError::Io(_))
             | SessionError::Timeout(_)
+            | SessionError::Busy(_)
             | SessionError::Peer { .. } => None,
             SessionError::Protocol(p) => Some((ErrorCode::Protocol, p.to_string())),
             // The details (paths, OS errors) are for our log, not for the peer.
@@ -119,46 +156,63 @@ where
             Frame::Hello(h) => h,
             other => return Err(unexpected(&other, "Hello")),
         };
-        if hello.min_version > PROTOCOL_VERSION || hello.max_version < PROTOCOL_VERSION {
-            return Err(SessionError::Refused {
-                code: ErrorCode::UnsupportedVersion,
-                message: format!(
-                    "sender speaks protocol versions {}..={}, this receiver speaks {PROTOCOL_VERSION}",
-                    hello.min_version, hello.max_version
-                ),
-            });
-        }
+        self.version = self.negotiate(&hello)?;
         self.send(Frame::Welcome(Welcome {
-            version: PROTOCOL_VERSION,
+            version: self.version,
             software: concat!("crashdropd ", env!("CARGO_PKG_VERSION")).into(),
         }))
         .await?;
+        let v2 = self.version == PROTOCOL_V2;
         let manifest = match self.expect_frame().await? {
             Frame::Offer(m) => m,
             other => return Err(unexpected(&other, "Offer")),
         };
-        let begin = on_disk(|| store.begin(&self.host, &manifest));
+        let digests = if v2 {
+            DigestVersion::V2
+        } else {
+            DigestVersion::V1
+        };
+        let begin = on_disk(|| store.begin_version(&self.host, &manifest, digests));
         let mut writer = match begin.map_err(refused)? {
             Begin::Complete {
                 location,
                 stored_bytes,
             } => {
                 info!(dump = %manifest.dump_id, %location, stored_bytes, "dump already complete");
-                self.send(Frame::ResumeFrom(ResumeFrom {
-                    state: ResumeState::Complete,
-                    bitmaps_stored: true,
-                    next_page: manifest.num_dumpable,
-                }))
-                .await?;
+                let answer = if v2 {
+                    let chunks = manifest
+                        .num_dumpable
+                        .div_ceil(u64::from(manifest.pages_per_chunk.max(1)));
+                    Frame::ResumeSet(ResumeSet {
+                        state: ResumeState::Complete,
+                        bitmaps_stored: true,
+                        window: WINDOW_V2,
+                        durable: ChunkRanges::prefix(chunks),
+                    })
+                } else {
+                    Frame::ResumeFrom(ResumeFrom {
+                        state: ResumeState::Complete,
+                        bitmaps_stored: true,
+                        next_page: manifest.num_dumpable,
+                    })
+                };
+                self.send(answer).await?;
                 return Ok(Outcome::AlreadyComplete { location });
             }
             Begin::Busy { location } => {
+                let message = format!(
+                    "another session is receiving {location} right now; retry when it ends"
+                );
+                if v2 {
+                    // Version 2 says how long to wait; the sender treats it as retryable.
+                    let busy = Busy::new(crate::refusal::BUSY_RETRY_AFTER, message.clone());
+                    let _ = self.send(Frame::Busy(busy)).await;
+                    return Err(SessionError::Busy(message));
+                }
                 return Err(SessionError::Refused {
                     code: ErrorCode::Busy,
-                    message: format!(
-                        "another session is receiving {location} right now; retry when it ends"
-                    ),
-                })
+                    message,
+                });
             }
             Begin::Receive(writer) => writer,
         };
@@ -169,14 +223,24 @@ where
             level = manifest.dump_level,
             pages = manifest.num_dumpable,
             resumed_at = writer.durable_pages(),
+            version = self.version,
             "receiving dump"
         );
-        self.send(Frame::ResumeFrom(ResumeFrom {
-            state: ResumeState::Send,
-            bitmaps_stored: writer.bitmaps_stored(),
-            next_page: writer.durable_pages(),
-        }))
-        .await?;
+        let answer = if v2 {
+            Frame::ResumeSet(ResumeSet {
+                state: ResumeState::Send,
+                bitmaps_stored: writer.bitmaps_stored(),
+                window: WINDOW_V2,
+                durable: writer.durable_set().clone(),
+            })
+        } else {
+            Frame::ResumeFrom(ResumeFrom {
+                state: ResumeState::Send,
+                bitmaps_stored: writer.bitmaps_stored(),
+                next_page: writer.durable_pages(),
+            })
+        };
+        self.send(answer).await?;
         let result = self.receive(&mut writer).await;
         if !matches!(result, Ok(Outcome::Completed { .. })) {
             let durable = writer.durable_pages();
@@ -191,11 +255,61 @@ where
         result
     }
 
+    /// The version to speak: the one TLS ALPN chose if it did (the `Hello` must include it),
+    /// else the highest both speak.
+    fn negotiate(&self, hello: &Hello) -> Result<u16, SessionError> {
+        let (min, max) = (hello.min_version, hello.max_version);
+        if let Some(n) = self.alpn {
+            if (OLDEST_VERSION..=NEWEST_VERSION).contains(&n) && (min..=max).contains(&n) {
+                return Ok(n);
+            }
+            return Err(SessionError::Refused {
+                code: ErrorCode::Protocol,
+                message: format!(
+                    "TLS ALPN selected crashdrop/{n} but the Hello offers versions {min}..={max}"
+                ),
+            });
+        }
+        hello
+            .common_version(OLDEST_VERSION, NEWEST_VERSION)
+            .ok_or_else(|| SessionError::Refused {
+                code: ErrorCode::UnsupportedVersion,
+                message: format!(
+                    "sender speaks protocol versions {min}..={max}, this receiver speaks \
+                     {OLDEST_VERSION}..={NEWEST_VERSION}"
+                ),
+            })
+    }
+
+    /// Makes the written chunks durable and acknowledges them in this session's version.
+    async fn acknowledge(&mut self, writer: &mut DumpWriter) -> Result<(), SessionError> {
+        if self.version == PROTOCOL_V2 {
+            let made = on_disk(|| writer.commit_chunks()).map_err(refused)?;
+            if !made.is_empty() {
+                self.send(Frame::ChunksAck(ChunksAck { durable: made }))
+                    .await?;
+            }
+        } else {
+            let durable = on_disk(|| writer.commit()).map_err(refused)?;
+            self.send(Frame::ChunkAck(ChunkAck {
+                durable_pages: durable,
+            }))
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Receives bitmaps and chunks until `Finish`, acknowledging durable chunks.
     async fn receive(&mut self, writer: &mut DumpWriter) -> Result<Outcome, SessionError> {
+        let v2 = self.version == PROTOCOL_V2;
+        let ack_every = if v2 {
+            ACK_EVERY_CHUNKS_V2
+        } else {
+            ACK_EVERY_CHUNKS
+        };
         let mut unacked = 0u32;
         loop {
-            let ready = if unacked >= ACK_EVERY_CHUNKS {
+            let ready = if unacked >= ack_every {
                 None
             } else {
                 self.framed.next().now_or_never()
@@ -205,11 +319,7 @@ where
                 Some(None) => return Err(eof()),
                 None => {
                     if unacked > 0 {
-                        let durable = on_disk(|| writer.commit()).map_err(refused)?;
-                        self.send(Frame::ChunkAck(ChunkAck {
-                            durable_pages: durable,
-                        }))
-                        .await?;
+                        self.acknowledge(writer).await?;
                         unacked = 0;
                     }
                     self.expect_frame().await?
@@ -220,8 +330,12 @@ where
                     on_disk(|| writer.write_bitmap_piece(&piece)).map_err(refused)?
                 }
                 Frame::BitmapsDone => on_disk(|| writer.finish_bitmaps()).map_err(refused)?,
-                Frame::PageChunk(chunk) => {
+                Frame::PageChunk(chunk) if !v2 => {
                     on_disk(|| writer.write_chunk(&chunk)).map_err(refused)?;
+                    unacked += 1;
+                }
+                Frame::SparseChunk(chunk) if v2 => {
+                    on_disk(|| writer.write_sparse_chunk(&chunk)).map_err(refused)?;
                     unacked += 1;
                 }
                 Frame::Finish(finish) => {
@@ -239,10 +353,11 @@ where
                     })
                 }
                 other => {
+                    let chunk = if v2 { "SparseChunk" } else { "PageChunk" };
                     return Err(unexpected(
                         &other,
-                        "BitmapPiece, BitmapsDone, PageChunk or Finish",
-                    ))
+                        &format!("BitmapPiece, BitmapsDone, {chunk} or Finish"),
+                    ));
                 }
             }
         }

@@ -163,6 +163,12 @@ impl TlsFiles {
             .with_single_cert(load_certs(&self.cert)?, load_key(&self.key)?)
             .map_err(config_err)?;
         config.session_storage = sessions;
+        // Newest first: a client listing both gets version 2. A client without ALPN is still
+        // served (negotiating by Hello alone); one sharing no id is refused by TLS itself.
+        config.alpn_protocols = crate::session::SPOKEN_VERSIONS
+            .iter()
+            .map(|&v| crashdrop_proto::alpn_id(v))
+            .collect();
         Ok(TlsState {
             config: Arc::new(config),
             policy,

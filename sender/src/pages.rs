@@ -2,7 +2,7 @@
 //! for the wire (zero, raw, or one zstd frame per page) with the chunk's digest.
 
 use bytes::Bytes;
-use crashdrop_formats::digest::ChunkHasher;
+use crashdrop_formats::digest::{ChunkHasher, DigestVersion};
 use crashdrop_formats::kdump::is_zero_page;
 use crashdrop_proto::{PageChunk, PageData};
 
@@ -21,6 +21,8 @@ pub struct ChunkReader<'a> {
     next_pfn: u64,
     buffer: Vec<u8>,
     compressor: zstd::bulk::Compressor<'static>,
+    /// The chunk digest's definition (that of the protocol version spoken).
+    digests: DigestVersion,
 }
 
 /// One chunk read from the vmcore, in wire form.
@@ -31,7 +33,11 @@ pub struct ReadChunk {
 }
 
 impl<'a> ChunkReader<'a> {
-    pub fn new(source: &'a DumpSource, pages_per_chunk: u16) -> Result<ChunkReader<'a>, SendError> {
+    pub fn new(
+        source: &'a DumpSource,
+        pages_per_chunk: u16,
+        digests: DigestVersion,
+    ) -> Result<ChunkReader<'a>, SendError> {
         let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
             .map_err(|e| SendError::Other(format!("zstd: {e}")))?;
         Ok(ChunkReader {
@@ -41,6 +47,7 @@ impl<'a> ChunkReader<'a> {
             next_pfn: 0,
             buffer: vec![0; usize::from(pages_per_chunk) * source.page_size()],
             compressor,
+            digests,
         })
     }
 
@@ -101,7 +108,7 @@ impl<'a> ChunkReader<'a> {
             return Ok(None);
         };
         let ps = self.source.page_size();
-        let mut hasher = ChunkHasher::new();
+        let mut hasher = ChunkHasher::with_version(self.digests);
         let mut pages = Vec::with_capacity(count);
         let mut wire_bytes = 0u64;
         for page in self.buffer[..count * ps].chunks_exact(ps) {
@@ -143,7 +150,7 @@ impl<'a> ChunkReader<'a> {
             return Ok(None);
         };
         let ps = self.source.page_size();
-        let mut hasher = ChunkHasher::new();
+        let mut hasher = ChunkHasher::with_version(self.digests);
         for page in self.buffer[..count * ps].chunks_exact(ps) {
             hasher.update(page);
         }

@@ -19,7 +19,12 @@ pub struct TlsFiles<'a> {
     pub key: &'a Path,
 }
 
-pub fn client_config(files: &TlsFiles<'_>) -> Result<Arc<ClientConfig>, SendError> {
+/// The client configuration; `versions` are the protocol versions offered, newest first, and
+/// become the ALPN list (`crashdrop/2`, `crashdrop/1`).
+pub fn client_config(
+    files: &TlsFiles<'_>,
+    versions: &[u16],
+) -> Result<Arc<ClientConfig>, SendError> {
     let creds = |path: &Path, what: &str, e: &dyn std::fmt::Display| {
         SendError::Credentials(format!("{what} {}: {e}", path.display()))
     };
@@ -39,12 +44,18 @@ pub fn client_config(files: &TlsFiles<'_>) -> Result<Arc<ClientConfig>, SendErro
     let chain = load(files.cert, "--cert")?;
     let key = PrivateKeyDer::from_pem_file(files.key).map_err(|e| creds(files.key, "--key", &e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| SendError::Other(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .map_err(|e| creds(files.key, "--cert/--key", &e))?;
+    // A receiver that knows ALPN picks one of these (or refuses the handshake clearly); an
+    // older one ignores the list and the Hello decides.
+    config.alpn_protocols = versions
+        .iter()
+        .map(|&v| crashdrop_proto::alpn_id(v))
+        .collect();
     Ok(Arc::new(config))
 }
 

@@ -1,11 +1,14 @@
-//! One attempt at sending a dump: handshake, offer, bitmaps, windowed chunks, finish.
+//! One attempt at sending a dump: handshake, offer, bitmaps, windowed chunks, finish — in
+//! protocol version 1 (here) or 2 ([`sparse`]), whichever the receiver's `Welcome` names.
+
+mod sparse;
 
 use bytes::Bytes;
-use crashdrop_formats::digest::DumpDigest;
+use crashdrop_formats::digest::{DigestVersion, DumpDigest};
 use crashdrop_proto::limits::{MAX_BITMAP_PIECE, WINDOW};
 use crashdrop_proto::{
     BitmapKind, BitmapPiece, Complete, Finish, Frame, FrameCodec, Hello, ProtocolError,
-    ResumeState, PROTOCOL_VERSION,
+    ResumeState, PROTOCOL_V2, PROTOCOL_VERSION,
 };
 use std::time::Duration;
 
@@ -31,15 +34,24 @@ pub enum Sent {
     AlreadyComplete,
 }
 
-/// Chunk digests computed so far, kept across attempts so that resuming does not re-read the
-/// pages the receiver already holds (32 bytes per chunk of up to 1 MiB).
+/// Chunk digests computed so far, in chunk index order from chunk 0, kept across attempts so
+/// that resuming does not re-read the pages the receiver already holds (32 bytes per chunk of
+/// up to 1 MiB). They are digests of one version; speaking the other starts them over.
 #[derive(Default)]
-pub struct KnownDigests(Vec<[u8; 32]>);
+pub struct KnownDigests(Vec<[u8; 32]>, DigestVersion);
 
 impl KnownDigests {
     /// Chunks whose digest is known.
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Keeps the digests if they are of `version`, else forgets them.
+    fn use_version(&mut self, version: DigestVersion) {
+        if self.1 != version {
+            self.0.clear();
+            self.1 = version;
+        }
     }
 }
 
@@ -50,6 +62,10 @@ pub struct Uploader<S> {
     /// Longest wait for the receiver to take or answer anything: a vanished peer (no FIN, no
     /// RST) is abandoned after this.
     io_timeout: Duration,
+    /// The newest protocol version offered (1 forces version 1).
+    max_version: u16,
+    /// The version TLS ALPN selected, which the receiver's `Welcome` must name.
+    alpn: Option<u16>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
@@ -58,7 +74,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
             framed: Framed::new(stream, FrameCodec),
             peer: peer.to_owned(),
             io_timeout,
+            max_version: PROTOCOL_V2,
+            alpn: None,
         }
+    }
+
+    /// Offers protocol versions 1..=`max_version` (1 or 2), and expects `Welcome` to name
+    /// `alpn` when TLS ALPN selected a version.
+    pub fn versions(mut self, max_version: u16, alpn: Option<u16>) -> Uploader<S> {
+        self.max_version = max_version.clamp(PROTOCOL_VERSION, PROTOCOL_V2);
+        self.alpn = alpn;
+        self
     }
 
     fn silent(&self) -> SendError {
@@ -99,22 +125,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         source: &DumpSource,
         known: &mut KnownDigests,
     ) -> Result<Sent, SendError> {
+        let max = self.max_version;
         self.send(Frame::Hello(Hello {
             min_version: PROTOCOL_VERSION,
-            max_version: PROTOCOL_VERSION,
+            max_version: max,
             software: concat!("crashdrop-send ", env!("CARGO_PKG_VERSION")).into(),
         }))
         .await?;
-        match self.receive().await? {
-            Frame::Welcome(w) if w.version == PROTOCOL_VERSION => {}
+        // A receiver at capacity answers `Busy` here (receive() makes it a retryable error).
+        let version = match self.receive().await? {
+            Frame::Welcome(w) if self.alpn.is_some_and(|n| n != w.version) => {
+                return Err(SendError::Refused(format!(
+                    "protocol: TLS ALPN selected crashdrop/{} but the receiver's Welcome names \
+                     version {}",
+                    self.alpn.unwrap_or_default(),
+                    w.version
+                )))
+            }
+            Frame::Welcome(w) if (PROTOCOL_VERSION..=max).contains(&w.version) => w.version,
             Frame::Welcome(w) => {
                 return Err(SendError::Refused(format!(
-                    "the receiver chose protocol version {}, which this sender never offered                      (it speaks {PROTOCOL_VERSION})",
+                    "the receiver chose protocol version {}, which this sender never offered \
+                     (it speaks {PROTOCOL_VERSION}..={max})",
                     w.version
                 )))
             }
             other => return Err(unexpected(&other, "Welcome")),
+        };
+        if version == PROTOCOL_V2 {
+            return self.run_v2(source, known).await;
         }
+        known.use_version(DigestVersion::V1);
         let manifest = source.manifest(PAGES_PER_CHUNK);
         let total_pages = manifest.num_dumpable;
         self.send(Frame::Offer(manifest)).await?;
@@ -139,7 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Uploader<S> {
         }
         let (b1, b2) = source.bitmap_digests();
         let mut digest = DumpDigest::new(&source.dump_id.0, &b1, &b2);
-        let mut reader = ChunkReader::new(source, PAGES_PER_CHUNK)?;
+        let mut reader = ChunkReader::new(source, PAGES_PER_CHUNK, DigestVersion::V1)?;
         let mut chunk = 0usize;
         while reader.next_index() < resume.next_page {
             // Chunks the receiver holds: their digests, from memory or by re-reading the pages.

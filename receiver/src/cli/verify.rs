@@ -1,4 +1,5 @@
-//! `crashdropd verify`: recompute a stored dump's whole-dump digest from the file on disk.
+//! `crashdropd verify`: recompute a stored dump's whole-dump digest from the file on disk, in the
+//! digest version `dump.json` records (version 2 hashes zero pages as one tag byte).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,13 +63,15 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<Verdict> {
     }
     let dump_id = parse_hex32(&record.dump_id)
         .with_context(|| format!("{}: bad dump_id", dir.join("dump.json").display()))?;
-    let mut digest = DumpDigest::new(
+    let version = record.digest_version();
+    let mut digest = DumpDigest::with_version(
+        version,
         &dump_id,
         &sha256(reader.bitmap1().as_bytes()),
         &sha256(reader.bitmap2().as_bytes()),
     );
     let per_chunk = u64::from(record.pages_per_chunk.max(1));
-    let mut chunk = ChunkHasher::new();
+    let mut chunk = ChunkHasher::with_version(version);
     let mut in_chunk = 0u64;
     let mut pages = 0u64;
     for entry in reader.pages() {
@@ -89,7 +92,8 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<Verdict> {
         pages += 1;
         in_chunk += 1;
         if in_chunk == per_chunk {
-            digest.push_chunk(&std::mem::replace(&mut chunk, ChunkHasher::new()).finish());
+            let done = std::mem::replace(&mut chunk, ChunkHasher::with_version(version));
+            digest.push_chunk(&done.finish());
             in_chunk = 0;
         }
     }

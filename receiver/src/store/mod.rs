@@ -21,6 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crashdrop_formats::digest::DigestVersion;
 use crashdrop_proto::{DumpManifest, HostName};
 
 pub use admission::StoreLimits;
@@ -235,8 +236,19 @@ impl DumpStore {
         )
     }
 
-    /// Starts or continues receiving `manifest` from `host`. The manifest must be validated.
+    /// Starts or continues receiving `manifest` from `host` in protocol version 1.
     pub fn begin(&self, host: &HostName, manifest: &DumpManifest) -> Result<Begin, WriteError> {
+        self.begin_version(host, manifest, DigestVersion::V1)
+    }
+
+    /// Starts or continues receiving `manifest` from `host` with the digests (and journal) of
+    /// `version`. A dump begun in the other version is started over.
+    pub fn begin_version(
+        &self,
+        host: &HostName,
+        manifest: &DumpManifest,
+        version: DigestVersion,
+    ) -> Result<Begin, WriteError> {
         // Refuse a bad offer before anything exists on disk for it.
         let layout = writer::check_offer(manifest)?;
         let relative = PathBuf::from(host.as_str()).join(Self::dump_dir_name(manifest));
@@ -281,7 +293,8 @@ impl DumpStore {
                 });
             }
             if record.state == DumpState::Receiving {
-                if let Some(writer) = DumpWriter::resume(&dir, &location, record, manifest, layout)?
+                if let Some(writer) =
+                    DumpWriter::resume(&dir, &location, record, manifest, layout, version)?
                 {
                     return Ok(Begin::Receive(Box::new(writer.with_lease(lease))));
                 }
@@ -300,7 +313,16 @@ impl DumpStore {
                 sync_dir(root)?;
             }
         }
-        match DumpWriter::create(&dir, &location, host, manifest, layout, self.compression) {
+        let created = DumpWriter::create(
+            &dir,
+            &location,
+            host,
+            manifest,
+            layout,
+            self.compression,
+            version,
+        );
+        match created {
             Ok(writer) => Ok(Begin::Receive(Box::new(writer.with_lease(lease)))),
             Err(e) => {
                 // Leave no record-less directory behind (we hold the lease on it).

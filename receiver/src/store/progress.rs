@@ -6,6 +6,11 @@
 //! is appended per durable chunk. A record is only appended after the chunk's page data and
 //! descriptors were fsynced, so after any crash the journal never claims more than the `vmcore`
 //! file holds. A torn last record (a crash mid-append) is ignored and cut off on reopen.
+//!
+//! Two record formats, told apart by the magic: a *sequential* journal (protocol version 1,
+//! chunks in index order, so a record's index is its position: 40-byte records) and an
+//! *indexed* one (protocol version 2, chunks in any order: each 48-byte record starts with its
+//! chunk index, so the durable set is exactly the indices of the whole records).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -16,12 +21,43 @@ use super::StoreError;
 
 /// Version 2 added the offer digest; a version-1 journal reads as "bad magic" (nothing durable).
 const MAGIC: &[u8; 32] = b"crashdrop-progress-v2\n\0\0\0\0\0\0\0\0\0\0";
+/// Version 3: the same header, records carrying their chunk index (protocol-version-2 dumps).
+const MAGIC_INDEXED: &[u8; 32] = b"crashdrop-progress-v3\n\0\0\0\0\0\0\0\0\0\0";
 const HEADER_LEN: u64 = 32 + 32 + 32 + 32;
 const RECORD_LEN: u64 = 32 + 8;
+const INDEXED_RECORD_LEN: u64 = 8 + RECORD_LEN;
+/// The longest record, for buffers.
+const MAX_RECORD_LEN: usize = INDEXED_RECORD_LEN as usize;
 
-/// One durable chunk: its digest and where page data ended after it.
+/// How a journal's records say which chunk they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalFormat {
+    /// Chunks in index order; a record's index is its position (protocol version 1).
+    Sequential,
+    /// Chunks in any order; each record names its index (protocol version 2).
+    Indexed,
+}
+
+impl JournalFormat {
+    fn magic(self) -> &'static [u8; 32] {
+        match self {
+            JournalFormat::Sequential => MAGIC,
+            JournalFormat::Indexed => MAGIC_INDEXED,
+        }
+    }
+
+    fn record_len(self) -> u64 {
+        match self {
+            JournalFormat::Sequential => RECORD_LEN,
+            JournalFormat::Indexed => INDEXED_RECORD_LEN,
+        }
+    }
+}
+
+/// One durable chunk: its index, its digest and where page data ended after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkRecord {
+    pub index: u64,
     pub digest: [u8; 32],
     pub data_end: u64,
 }
@@ -37,6 +73,8 @@ pub struct OpenedJournal {
     pub chunks: u64,
     /// The last whole record.
     pub last: Option<ChunkRecord>,
+    /// How the records name their chunks.
+    pub format: JournalFormat,
 }
 
 /// The journal file, open for appending.
@@ -44,6 +82,7 @@ pub struct ProgressJournal {
     file: File,
     path: PathBuf,
     len: u64,
+    format: JournalFormat,
 }
 
 impl ProgressJournal {
@@ -53,9 +92,10 @@ impl ProgressJournal {
         path: &Path,
         bitmap_shas: &[[u8; 32]; 2],
         offer_digest: &[u8; 32],
+        format: JournalFormat,
     ) -> Result<ProgressJournal, StoreError> {
         let mut header = Vec::with_capacity(HEADER_LEN as usize);
-        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(format.magic());
         header.extend_from_slice(&bitmap_shas[0]);
         header.extend_from_slice(&bitmap_shas[1]);
         header.extend_from_slice(offer_digest);
@@ -72,6 +112,7 @@ impl ProgressJournal {
             file,
             path: path.to_owned(),
             len: HEADER_LEN,
+            format,
         })
     }
 
@@ -87,10 +128,11 @@ impl ProgressJournal {
             .write(true)
             .open(path)
             .map_err(io)?;
-        let (bitmap_shas, offer_digest) = read_header(&file, path)?;
+        let (bitmap_shas, offer_digest, format) = read_header(&file, path)?;
+        let record_len = format.record_len();
         let file_len = file.metadata().map_err(io)?.len();
-        let chunks = file_len.saturating_sub(HEADER_LEN) / RECORD_LEN;
-        let len = HEADER_LEN + RECORD_LEN * chunks;
+        let chunks = file_len.saturating_sub(HEADER_LEN) / record_len;
+        let len = HEADER_LEN + record_len * chunks;
         if len != file_len {
             // A torn record from a crash mid-append: it was never acknowledged, drop it.
             file.set_len(len).map_err(io)?;
@@ -99,10 +141,11 @@ impl ProgressJournal {
         let last = match chunks {
             0 => None,
             n => {
-                let mut bytes = [0u8; RECORD_LEN as usize];
-                file.read_exact_at(&mut bytes, HEADER_LEN + RECORD_LEN * (n - 1))
+                let mut bytes = [0u8; MAX_RECORD_LEN];
+                let bytes = &mut bytes[..record_len as usize];
+                file.read_exact_at(bytes, HEADER_LEN + record_len * (n - 1))
                     .map_err(io)?;
-                Some(decode_record(&bytes))
+                Some(decode_record(format, bytes, n - 1))
             }
         };
         Ok(OpenedJournal {
@@ -110,11 +153,13 @@ impl ProgressJournal {
                 file,
                 path: path.to_owned(),
                 len,
+                format,
             },
             bitmap_shas,
             offer_digest,
             chunks,
             last,
+            format,
         })
     }
 
@@ -128,15 +173,16 @@ impl ProgressJournal {
             source,
         };
         let mut file = File::open(path).map_err(io)?;
-        read_header(&file, path)?;
+        let (_, _, format) = read_header(&file, path)?;
         file.seek(SeekFrom::Start(HEADER_LEN)).map_err(io)?;
         let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
-        let mut bytes = [0u8; RECORD_LEN as usize];
+        let mut bytes = [0u8; MAX_RECORD_LEN];
+        let bytes = &mut bytes[..format.record_len() as usize];
         let mut count = 0u64;
         loop {
-            match reader.read_exact(&mut bytes) {
+            match reader.read_exact(bytes) {
                 Ok(()) => {
-                    f(&decode_record(&bytes));
+                    f(&decode_record(format, bytes, count));
                     count += 1;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(count),
@@ -150,8 +196,11 @@ impl ProgressJournal {
         if records.is_empty() {
             return Ok(());
         }
-        let mut bytes = Vec::with_capacity(records.len() * RECORD_LEN as usize);
+        let mut bytes = Vec::with_capacity(records.len() * MAX_RECORD_LEN);
         for r in records {
+            if self.format == JournalFormat::Indexed {
+                bytes.extend_from_slice(&r.index.to_le_bytes());
+            }
             bytes.extend_from_slice(&r.digest);
             bytes.extend_from_slice(&r.data_end.to_le_bytes());
         }
@@ -166,9 +215,13 @@ impl ProgressJournal {
     }
 }
 
-/// Checks the magic; returns the bitmaps' digests and the offer digest. A short header or a bad
-/// magic is `StoreError::Corrupt`: the caller treats it as "nothing durable".
-fn read_header(file: &File, path: &Path) -> Result<([[u8; 32]; 2], [u8; 32]), StoreError> {
+/// A journal's header: both bitmaps' digests, the offer digest and the record format.
+type Header = ([[u8; 32]; 2], [u8; 32], JournalFormat);
+
+/// Checks the magic; returns the bitmaps' digests, the offer digest and the record format. A
+/// short header or a bad magic is `StoreError::Corrupt`: the caller treats it as "nothing
+/// durable".
+fn read_header(file: &File, path: &Path) -> Result<Header, StoreError> {
     let corrupt = |why: &str| StoreError::Corrupt {
         path: path.to_owned(),
         why: why.to_owned(),
@@ -176,25 +229,37 @@ fn read_header(file: &File, path: &Path) -> Result<([[u8; 32]; 2], [u8; 32]), St
     let mut header = [0u8; HEADER_LEN as usize];
     file.read_exact_at(&mut header, 0)
         .map_err(|_| corrupt("shorter than its header"))?;
-    if &header[..32] != MAGIC {
-        return Err(corrupt("not a crashdrop progress journal (bad magic)"));
-    }
+    let format = match &header[..32] {
+        m if m == MAGIC => JournalFormat::Sequential,
+        m if m == MAGIC_INDEXED => JournalFormat::Indexed,
+        _ => return Err(corrupt("not a crashdrop progress journal (bad magic)")),
+    };
     let mut shas = [[0u8; 32]; 2];
     shas[0].copy_from_slice(&header[32..64]);
     shas[1].copy_from_slice(&header[64..96]);
     let mut offer = [0u8; 32];
     offer.copy_from_slice(&header[96..128]);
-    Ok((shas, offer))
+    Ok((shas, offer, format))
 }
 
-fn decode_record(bytes: &[u8; RECORD_LEN as usize]) -> ChunkRecord {
+/// One record of `format` (`bytes` is exactly its length); `position` is its place in the
+/// journal, the index of a sequential record.
+fn decode_record(format: JournalFormat, bytes: &[u8], position: u64) -> ChunkRecord {
+    let le = |b: &[u8]| {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(b);
+        u64::from_le_bytes(n)
+    };
+    let (index, rest) = match format {
+        JournalFormat::Sequential => (position, bytes),
+        JournalFormat::Indexed => (le(&bytes[..8]), &bytes[8..]),
+    };
     let mut digest = [0u8; 32];
-    digest.copy_from_slice(&bytes[..32]);
-    let mut end = [0u8; 8];
-    end.copy_from_slice(&bytes[32..40]);
+    digest.copy_from_slice(&rest[..32]);
     ChunkRecord {
+        index,
         digest,
-        data_end: u64::from_le_bytes(end),
+        data_end: le(&rest[32..40]),
     }
 }
 
@@ -204,6 +269,7 @@ mod tests {
 
     fn record(n: u8) -> ChunkRecord {
         ChunkRecord {
+            index: u64::from(n) - 1,
             digest: [n; 32],
             data_end: 1000 + u64::from(n),
         }
@@ -213,8 +279,13 @@ mod tests {
     fn journal_round_trips_and_drops_a_torn_record() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("progress");
-        let mut journal =
-            ProgressJournal::create(&path, &[[1; 32], [2; 32]], &[3; 32]).expect("create");
+        let mut journal = ProgressJournal::create(
+            &path,
+            &[[1; 32], [2; 32]],
+            &[3; 32],
+            JournalFormat::Sequential,
+        )
+        .expect("create");
         journal.append(&[record(1), record(2)]).expect("append");
         drop(journal);
         // Simulate a crash in the middle of appending a third record.
@@ -238,6 +309,44 @@ mod tests {
     }
 
     #[test]
+    fn indexed_records_keep_their_chunk_index_and_a_torn_one_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("progress");
+        let mut journal =
+            ProgressJournal::create(&path, &[[1; 32], [2; 32]], &[3; 32], JournalFormat::Indexed)
+                .expect("create");
+        let out_of_order = [
+            ChunkRecord {
+                index: 7,
+                digest: [1; 32],
+                data_end: 10,
+            },
+            ChunkRecord {
+                index: 0,
+                digest: [2; 32],
+                data_end: 20,
+            },
+            ChunkRecord {
+                index: 3,
+                digest: [3; 32],
+                data_end: 30,
+            },
+        ];
+        journal.append(&out_of_order).expect("append");
+        drop(journal);
+        let mut f = OpenOptions::new().append(true).open(&path).expect("open");
+        use std::io::Write;
+        f.write_all(&[9; 47]).expect("torn write");
+        drop(f);
+        let opened = ProgressJournal::open(&path).expect("open");
+        assert_eq!(opened.format, JournalFormat::Indexed);
+        assert_eq!((opened.chunks, opened.last), (3, Some(out_of_order[2])));
+        let mut all = Vec::new();
+        ProgressJournal::for_each_record(&path, |r| all.push(*r)).expect("read all");
+        assert_eq!(all, out_of_order.to_vec());
+    }
+
+    #[test]
     fn a_foreign_file_is_refused_by_name() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("progress");
@@ -252,7 +361,8 @@ mod tests {
         let path = dir.path().join("progress");
         // A torn journal from an earlier power cut is replaced, not appended to.
         std::fs::write(&path, b"").expect("empty journal");
-        ProgressJournal::create(&path, &[[4; 32], [5; 32]], &[6; 32]).expect("create");
+        ProgressJournal::create(&path, &[[4; 32], [5; 32]], &[6; 32], JournalFormat::Indexed)
+            .expect("create");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .expect("read dir")
             .map(|e| e.expect("entry").file_name())

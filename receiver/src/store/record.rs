@@ -70,6 +70,10 @@ pub struct DumpRecord {
     /// resume must offer exactly this. Absent from older records, which then start over.
     #[serde(default)]
     pub offer_digest: Option<String>,
+    /// The chunk and dump digests' version, that of the protocol version the dump is sent in
+    /// (1 or 2, docs/protocol.md). Absent from older records: 1.
+    #[serde(default)]
+    pub digest_version: Option<u8>,
     /// What crashed, from the kernel log's first crash report: set when the log is extracted
     /// and holds a report we recognise; absent from older records.
     #[serde(default)]
@@ -77,6 +81,15 @@ pub struct DumpRecord {
 }
 
 impl DumpRecord {
+    /// The digest version the dump uses (1 when the record predates the field).
+    pub fn digest_version(&self) -> crashdrop_formats::digest::DigestVersion {
+        use crashdrop_formats::digest::DigestVersion;
+        match self.digest_version {
+            Some(2) => DigestVersion::V2,
+            _ => DigestVersion::V1,
+        }
+    }
+
     pub fn load(path: &Path) -> Result<DumpRecord, StoreError> {
         let text = fs::read_to_string(path).map_err(|source| StoreError::Io {
             path: path.to_owned(),
@@ -158,6 +171,7 @@ mod tests {
             kernel_log: None,
             kernel_log_error: None,
             offer_digest: None,
+            digest_version: Some(2),
             crash: Some(CrashSummary {
                 title: "Kernel panic - not syncing: sysrq triggered crash".into(),
                 signature: "0123456789abcdef".into(),

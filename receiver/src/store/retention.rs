@@ -252,6 +252,7 @@ mod tests {
             sessions: 1,
             kernel_log: None,
             kernel_log_error: None,
+            digest_version: None,
             offer_digest: None,
             crash: None,
         };

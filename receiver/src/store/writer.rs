@@ -4,21 +4,28 @@
 //! incomplete flag, then both bitmaps as they arrive, then one descriptor per dumpable page and
 //! the page data in arrival order. A chunk is checked against its digest before a byte of it is
 //! written; it becomes durable (and may be acknowledged) only at [`DumpWriter::commit`].
+//!
+//! Protocol version 1 sends chunks in index order (`PageChunk`, a sequential journal);
+//! version 2 in any order (`SparseChunk`, an indexed journal, the durable state a set):
+//! [`sparse`] holds what only version 2 does.
+
+mod sparse;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crashdrop_formats::digest::{ChunkHasher, DumpDigest};
+use crashdrop_formats::digest::{ChunkHasher, DigestVersion, DumpDigest};
 use crashdrop_formats::kdump::{self, KdumpLayout, KdumpMeta, PageDesc};
 use crashdrop_formats::parse_notes;
 use crashdrop_proto::{
-    BitmapKind, BitmapPiece, Complete, DumpId, DumpManifest, ErrorCode, HostName, PageChunk,
-    PageData,
+    BitmapKind, BitmapPiece, ChunkRanges, Complete, DumpId, DumpManifest, ErrorCode, HostName,
+    PageChunk, PageData,
 };
 use sha2::{Digest, Sha256};
 
+use super::progress::JournalFormat;
 use super::{
     now_rfc3339, open_private, sync_dir, ChunkRecord, DumpRecord, DumpState, Lease,
     ProgressJournal, StoreCompression, StoreError,
@@ -112,9 +119,19 @@ pub struct DumpWriter {
     bitmap_cursor: BitmapCursor,
     bitmap_shas: Option<[[u8; 32]; 2]>,
     journal: Option<ProgressJournal>,
+    /// The digests (and so the protocol version) this dump is received with.
+    digest_version: DigestVersion,
+    /// Chunks in the dump: `ceil(num_dumpable / pages_per_chunk)`.
+    num_chunks: u64,
     /// Chunks written but not yet durable.
     pending: Vec<ChunkRecord>,
+    /// Chunk indices whose record is in the journal (version 1: always a prefix).
+    durable_set: ChunkRanges,
+    /// Version 2: chunks durable or written in this session (each may come once).
+    seen: ChunkRanges,
+    /// Version 1: the next page index expected.
     next_page: u64,
+    /// Pages durably stored (version 1: every page below this index).
     durable_pages: u64,
     data_end: u64,
     record: DumpRecord,
@@ -135,6 +152,7 @@ impl DumpWriter {
         manifest: &DumpManifest,
         layout: KdumpLayout,
         compression: StoreCompression,
+        digest_version: DigestVersion,
     ) -> Result<DumpWriter, WriteError> {
         // An old journal must be gone (durably) before the file it describes is truncated, or a
         // crash in between would let it vouch for pages the new file does not hold.
@@ -175,6 +193,7 @@ impl DumpWriter {
             kernel_log: None,
             kernel_log_error: None,
             offer_digest: Some(to_hex(&offer_digest(manifest)?)),
+            digest_version: Some(digest_version.as_u8()),
             crash: None,
         };
         let writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
@@ -186,13 +205,15 @@ impl DumpWriter {
     }
 
     /// Reopens a dump in transfer. `None` when the new offer is not identical to the one the
-    /// dump was started with (the caller then starts it over).
+    /// dump was started with, or comes in the other protocol version (the caller then starts
+    /// it over).
     pub fn resume(
         dir: &Path,
         location: &str,
         mut record: DumpRecord,
         manifest: &DumpManifest,
         layout: KdumpLayout,
+        digest_version: DigestVersion,
     ) -> Result<Option<DumpWriter>, WriteError> {
         // The whole offer, not a few fields: the notes' length alone moves the file's layout.
         // A record from before offer digests existed cannot prove it, so it starts over too.
@@ -205,12 +226,27 @@ impl DumpWriter {
             );
             return Ok(None);
         }
+        if record.digest_version() != digest_version {
+            // Its journal records and digests are those of the other version.
+            tracing::info!(
+                location,
+                stored = record.digest_version().as_u8(),
+                offered = digest_version.as_u8(),
+                "dump was begun in another protocol version; receiving it again"
+            );
+            return Ok(None);
+        }
         let vmcore = open_private(&vmcore_path, false)?;
         record.sessions = record.sessions.saturating_add(1);
         let mut writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
         let opened = if writer.progress_path.exists() {
             match ProgressJournal::open(&writer.progress_path) {
-                Ok(opened) if opened.offer_digest == writer.offer_digest => Some(opened),
+                Ok(opened)
+                    if opened.offer_digest == writer.offer_digest
+                        && opened.format == writer.journal_format() =>
+                {
+                    Some(opened)
+                }
                 Ok(_) | Err(StoreError::Corrupt { .. }) => {
                     // A torn header (power cut while it was created by an older receiver), a
                     // foreign file, or a journal of another offer: nothing of it is durable.
@@ -244,10 +280,14 @@ impl DumpWriter {
                 })?
                 .len();
             let data_end = opened.last.map_or(data_start, |r| r.data_end);
-            let durable = opened
-                .chunks
-                .saturating_mul(writer.pages_per_chunk)
-                .min(manifest.num_dumpable);
+            let durable_set = match opened.format {
+                JournalFormat::Sequential => Some(ChunkRanges::prefix(opened.chunks)),
+                JournalFormat::Indexed => writer.read_durable_set(data_start)?,
+            };
+            let Some(durable_set) = durable_set else {
+                // Logged by read_durable_set: the records cannot describe this dump.
+                return Ok(None);
+            };
             if data_end < data_start || data_end > file_len {
                 // The journal claims data the file does not hold: trust neither, start over.
                 tracing::warn!(
@@ -259,8 +299,10 @@ impl DumpWriter {
                 return Ok(None);
             }
             writer.data_end = data_end;
-            writer.next_page = durable;
-            writer.durable_pages = durable;
+            writer.next_page = writer.pages_in(&durable_set);
+            writer.durable_pages = writer.next_page;
+            writer.seen = durable_set.clone();
+            writer.durable_set = durable_set;
             writer.bitmap_cursor = BitmapCursor::Done;
             writer.bitmap_shas = Some(opened.bitmap_shas);
             writer.journal = Some(opened.journal);
@@ -319,6 +361,8 @@ impl DumpWriter {
             num_dumpable: manifest.num_dumpable,
         };
         let data_end = layout.data_offset + page_size as u64;
+        let digest_version = record.digest_version();
+        let pages_per_chunk = u64::from(manifest.pages_per_chunk.max(1));
         Ok(DumpWriter {
             location: location.to_owned(),
             vmcore_path: dir.join("vmcore"),
@@ -330,13 +374,17 @@ impl DumpWriter {
             dump_id: manifest.dump_id,
             offer_digest: offer_digest(manifest)?,
             page_size,
-            pages_per_chunk: u64::from(manifest.pages_per_chunk),
+            pages_per_chunk,
             compression,
             zero_page_data,
             bitmap_cursor: BitmapCursor::At(BitmapKind::First, 0),
             bitmap_shas: None,
             journal: None,
+            digest_version,
+            num_chunks: manifest.num_dumpable.div_ceil(pages_per_chunk),
             pending: Vec::new(),
+            durable_set: ChunkRanges::new(),
+            seen: ChunkRanges::new(),
             next_page: 0,
             durable_pages: 0,
             data_end,
@@ -361,9 +409,33 @@ impl DumpWriter {
         self.journal.is_some()
     }
 
-    /// First page index not durably stored.
+    /// Pages durably stored (version 1: the first page index not durably stored).
     pub fn durable_pages(&self) -> u64 {
         self.durable_pages
+    }
+
+    /// The digests (and protocol version) this dump is received with.
+    pub fn digest_version(&self) -> DigestVersion {
+        self.digest_version
+    }
+
+    fn journal_format(&self) -> JournalFormat {
+        match self.digest_version {
+            DigestVersion::V1 => JournalFormat::Sequential,
+            DigestVersion::V2 => JournalFormat::Indexed,
+        }
+    }
+
+    /// Pages in the chunks of `set` (the last chunk may be short).
+    fn pages_in(&self, set: &ChunkRanges) -> u64 {
+        let last = self.num_chunks.saturating_sub(1);
+        let short = self.num_chunks * self.pages_per_chunk - self.meta.num_dumpable;
+        let full = set.len().saturating_mul(self.pages_per_chunk);
+        if self.num_chunks > 0 && set.contains(last) {
+            full - short
+        } else {
+            full
+        }
     }
 
     fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
@@ -459,6 +531,7 @@ impl DumpWriter {
             &self.progress_path,
             &shas,
             &self.offer_digest,
+            self.journal_format(),
         )?);
         self.bitmap_shas = Some(shas);
         self.bitmap_cursor = BitmapCursor::Done;
@@ -523,11 +596,17 @@ impl DumpWriter {
         Ok([sha1.finalize().into(), sha2.finalize().into()])
     }
 
-    /// Verifies one chunk and writes it (not yet durable). Returns its page-data bytes on the wire.
+    /// Verifies one version-1 chunk (the next in index order) and writes it (not yet
+    /// durable). Returns its page-data bytes on the wire.
     pub fn write_chunk(&mut self, chunk: &PageChunk) -> Result<u64, WriteError> {
         let protocol = |m: String| WriteError::rejected(ErrorCode::Protocol, m);
         if self.journal.is_none() {
             return Err(protocol("PageChunk before BitmapsDone".into()));
+        }
+        if self.digest_version != DigestVersion::V1 {
+            return Err(protocol(
+                "PageChunk in a protocol version 2 session (send SparseChunk)".into(),
+            ));
         }
         if chunk.first_page != self.next_page {
             return Err(protocol(format!(
@@ -545,13 +624,28 @@ impl DumpWriter {
                 chunk.pages.len()
             )));
         }
+        let wire_bytes = self.store_chunk(chunk.first_page, &chunk.pages, &chunk.chunk_digest)?;
+        self.next_page += chunk.pages.len() as u64;
+        Ok(wire_bytes)
+    }
+
+    /// Checks a chunk's pages (they decompress to whole pages and match `chunk_digest`, in this
+    /// dump's digest version), then writes its page data at the data end and its descriptors at
+    /// their fixed slots, and queues its journal record for the next commit. The caller checked
+    /// that `first_page` starts a chunk this session may write and that the page count is right.
+    fn store_chunk(
+        &mut self,
+        first_page: u64,
+        pages: &[PageData],
+        chunk_digest: &[u8; 32],
+    ) -> Result<u64, WriteError> {
         let corrupt = |m: String| WriteError::rejected(ErrorCode::ChunkCorrupt, m);
-        let mut hasher = ChunkHasher::new();
-        let mut data = Vec::with_capacity(chunk.pages.len() * self.page_size / 2);
-        let mut descriptors = Vec::with_capacity(chunk.pages.len() * kdump::PAGE_DESC_LEN as usize);
+        let mut hasher = ChunkHasher::with_version(self.digest_version);
+        let mut data = Vec::with_capacity(pages.len() * self.page_size / 2);
+        let mut descriptors = Vec::with_capacity(pages.len() * kdump::PAGE_DESC_LEN as usize);
         let mut wire_bytes = 0u64;
-        for (i, page) in chunk.pages.iter().enumerate() {
-            let index = chunk.first_page + i as u64;
+        for (i, page) in pages.iter().enumerate() {
+            let index = first_page + i as u64;
             let (stored, flags): (std::borrow::Cow<'_, [u8]>, u32) = match page {
                 PageData::Zero => {
                     hasher.update_zero_page(self.page_size);
@@ -612,20 +706,16 @@ impl DumpWriter {
             data.extend_from_slice(&stored);
         }
         let digest = hasher.finish();
-        if digest != chunk.chunk_digest {
+        if &digest != chunk_digest {
             return Err(corrupt(format!(
-                "chunk at page {}: pages do not match the chunk digest",
-                chunk.first_page
+                "chunk at page {first_page}: pages do not match the chunk digest"
             )));
         }
         self.write_at(&data, self.data_end)?;
-        self.write_at(
-            &descriptors,
-            self.layout.descriptor_offset(chunk.first_page),
-        )?;
+        self.write_at(&descriptors, self.layout.descriptor_offset(first_page))?;
         self.data_end += data.len() as u64;
-        self.next_page += chunk.pages.len() as u64;
         self.pending.push(ChunkRecord {
+            index: first_page / self.pages_per_chunk,
             digest,
             data_end: self.data_end,
         });
@@ -633,15 +723,24 @@ impl DumpWriter {
         Ok(wire_bytes)
     }
 
-    /// Makes every written chunk durable; returns the page count now safe to acknowledge.
+    /// Makes every written chunk durable; returns the page count now safe to acknowledge
+    /// (version 1: every page below it).
     pub fn commit(&mut self) -> Result<u64, WriteError> {
+        self.commit_pending()?;
+        Ok(self.durable_pages)
+    }
+
+    /// Makes every written chunk durable: fsync `vmcore`, then append and fsync their journal
+    /// records. Returns the chunks made durable.
+    fn commit_pending(&mut self) -> Result<ChunkRanges, WriteError> {
         if self.sync_failed {
             return Err(WriteError::internal(
                 "an earlier fsync of this dump failed; reconnect to resume from the last durable chunk",
             ));
         }
+        let mut made = ChunkRanges::new();
         if self.pending.is_empty() {
-            return Ok(self.durable_pages);
+            return Ok(made);
         }
         if let Err(e) = self.sync() {
             self.sync_failed = true;
@@ -653,12 +752,18 @@ impl DumpWriter {
             .as_mut()
             .ok_or_else(|| WriteError::internal("commit without a progress journal"))?;
         journal.append(&self.pending)?;
-        self.pending.clear();
-        self.durable_pages = self.next_page;
+        for r in self.pending.drain(..) {
+            made.insert(r.index);
+            self.durable_set.insert(r.index);
+        }
+        self.durable_pages = match self.digest_version {
+            DigestVersion::V1 => self.next_page,
+            DigestVersion::V2 => self.pages_in(&self.durable_set),
+        };
         if self.last_record_save.elapsed() >= RECORD_REFRESH {
             self.save_record()?;
         }
-        Ok(self.durable_pages)
+        Ok(made)
     }
 
     fn save_record(&mut self) -> Result<(), StoreError> {
@@ -671,22 +776,29 @@ impl DumpWriter {
 
     /// Checks the whole-dump digest and, if it matches, marks the dump complete.
     pub fn finish(&mut self, dump_digest: &[u8; 32]) -> Result<Complete, WriteError> {
-        if self.next_page != self.meta.num_dumpable {
-            return Err(WriteError::rejected(
-                ErrorCode::Protocol,
-                format!(
-                    "Finish after {} of {} pages",
-                    self.next_page, self.meta.num_dumpable
-                ),
-            ));
-        }
-        self.commit()?;
         let shas = self.bitmap_shas.ok_or_else(|| {
             WriteError::rejected(ErrorCode::Protocol, "Finish before the bitmaps")
         })?;
-        let mut digest = DumpDigest::new(&self.dump_id.0, &shas[0], &shas[1]);
-        ProgressJournal::for_each_record(&self.progress_path, |r| digest.push_chunk(&r.digest))?;
-        let ours = digest.finish();
+        let ours = match self.digest_version {
+            DigestVersion::V1 => {
+                if self.next_page != self.meta.num_dumpable {
+                    return Err(WriteError::rejected(
+                        ErrorCode::Protocol,
+                        format!(
+                            "Finish after {} of {} pages",
+                            self.next_page, self.meta.num_dumpable
+                        ),
+                    ));
+                }
+                self.commit()?;
+                let mut digest = DumpDigest::new(&self.dump_id.0, &shas[0], &shas[1]);
+                ProgressJournal::for_each_record(&self.progress_path, |r| {
+                    digest.push_chunk(&r.digest)
+                })?;
+                digest.finish()
+            }
+            DigestVersion::V2 => self.finish_digest_v2(&shas)?,
+        };
         if &ours != dump_digest {
             let why = "whole-dump digest mismatch: the stored pages are not the sender's";
             self.fail(why)?;
