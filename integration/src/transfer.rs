@@ -23,11 +23,16 @@ pub struct Receiver {
 impl Receiver {
     /// Starts `crashdropd serve` with the test PKI; `extra` are more `serve` flags.
     pub fn start(store: &Path, certs: &TestCerts, extra: &[&str]) -> Receiver {
+        Self::start_on("127.0.0.1:0", store, certs, extra)
+    }
+
+    /// [`Receiver::start`] listening on `listen` (e.g. a port a sender is already dialling).
+    pub fn start_on(listen: &str, store: &Path, certs: &TestCerts, extra: &[&str]) -> Receiver {
         let mut cmd = Command::new(bin_path("crashdropd"));
         cmd.arg("serve")
             .arg("--store")
             .arg(store)
-            .args(["--tls-listen", "127.0.0.1:0"])
+            .args(["--tls-listen", listen])
             .arg("--tls-cert")
             .arg(&certs.receiver.cert)
             .arg("--tls-key")

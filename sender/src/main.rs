@@ -6,6 +6,7 @@ mod progress;
 mod retry;
 mod source;
 mod tls;
+mod tls_explain;
 mod upload;
 
 use std::path::PathBuf;
@@ -22,14 +23,21 @@ use crate::upload::{Sent, Uploader};
 /// mutual TLS. Pages are filtered by dump level, compressed with zstd, checksummed, and
 /// acknowledged by the receiver only once they are on its disk.
 ///
-/// Exit codes: 0 dump complete on the receiver; 1 unexpected failure; 2 bad command line;
-/// 3 the vmcore is unreadable or unsupported; 4 the receiver refused (certificate, protocol
-/// version, invalid dump); 5 receiver unreachable or transfer interrupted; 6 unusable TLS files.
+/// Exit codes: 0 dump complete on the receiver; 1 unexpected failure; 2 bad command line
+/// (including a malformed --receiver or a --dump-level outside 0..=31); 3 the vmcore is
+/// unreadable or unsupported, or lacks a VMCOREINFO key the dump level needs; 4 the receiver
+/// refused (certificate, protocol version, invalid dump, digest mismatch); 5 receiver
+/// unreachable or the transfer kept failing for all of --retry-for; 6 unusable TLS files.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(name = "crashdrop-send", version, about, long_about)]
 struct Args {
     /// The receiver, as tls://HOST:PORT (HOST may be a name, an IPv4 address or [IPv6]).
-    #[arg(long, value_name = "URL", required_unless_present = "synthesize")]
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "synthesize",
+        value_parser = check_receiver_url
+    )]
     receiver: Option<String>,
     /// CA certificate (PEM) that the receiver's certificate must chain to.
     #[arg(long, value_name = "FILE", required_unless_present = "synthesize")]
@@ -51,7 +59,9 @@ struct Args {
     /// without private data), 4 (all page cache), 8 (user process data) and 16 (free pages) to
     /// leave out. Pages are selected exactly as makedumpfile selects them; 31 keeps only kernel
     /// data, 0 sends every page.
-    #[arg(long, short = 'd', value_name = "N", default_value_t = 31)]
+    // A level out of range is a bad command line (exit 2, clap's), like any other bad flag.
+    #[arg(long, short = 'd', value_name = "N", default_value_t = 31,
+          value_parser = clap::value_parser!(u8).range(0..=31))]
     dump_level: u8,
     /// Keep reconnecting (and resuming where the receiver's durable copy ends) after resets,
     /// timeouts, refused connections and receiver restarts, for this long: e.g. 30m, 2h, 90s, or
@@ -100,8 +110,12 @@ fn synthesize(path: &std::path::Path, size: u64, seed: u64) -> Result<(), SendEr
         osrelease: "6.1.0-crashdrop-synthetic".into(),
         crash_time: 1_767_225_600,
     };
-    let summary = crashdrop_formats::synth::write_synthetic_vmcore(path, &spec)
-        .map_err(|e| SendError::Other(format!("{}: {e}", path.display())))?;
+    let summary = crashdrop_formats::synth::write_synthetic_vmcore(path, &spec).map_err(|e| {
+        SendError::Other(format!(
+            "cannot write the synthetic vmcore {}: {e}",
+            path.display()
+        ))
+    })?;
     eprint!("{}", synthesis_report(path, size, &summary));
     Ok(())
 }
@@ -248,8 +262,9 @@ async fn send_with_retry(
         }
         let Some(delay) = backoff.next_delay_after(error.retry_after()) else {
             return Err(SendError::Retryable(format!(
-                "{error} (gave up after {attempt} attempts over --retry-for {}s)",
-                retry_for.as_secs()
+                "{error} (gave up after {}, --retry-for {})",
+                attempts(attempt),
+                retry::format_duration(retry_for)
             )));
         };
         eprintln!(
@@ -260,11 +275,28 @@ async fn send_with_retry(
     }
 }
 
+/// "1 attempt", "3 attempts".
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".to_owned()
+    } else {
+        format!("{n} attempts")
+    }
+}
+
+/// `--receiver` checked while the command line is parsed, so a malformed URL is a bad command
+/// line (exit 2) with clap's usage line, not a failure found later.
+fn check_receiver_url(url: &str) -> Result<String, String> {
+    parse_receiver(url)
+        .map(|_| url.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// `tls://HOST:PORT` → ("HOST:PORT" to connect to, "HOST" to verify).
 fn parse_receiver(url: &str) -> Result<(String, String), SendError> {
     let bad = |why: &str| {
         SendError::Other(format!(
-            "--receiver {url}: {why} (expected tls://HOST:PORT, e.g. tls://dumps.example:7420 or tls://[::1]:7420)"
+            "{url}: {why} (expected tls://HOST:PORT, e.g. tls://dumps.example:7420 or tls://[::1]:7420)"
         ))
     };
     let rest = url
