@@ -238,12 +238,13 @@ fn a_full_disk_refuses_new_dumps_fails_a_transfer_resumably_and_prune_lets_it_co
     assert_eq!(filling.len(), 1, "{filling:?}");
     let stuck = record(&filling[0]);
     assert_eq!(stuck["state"], "receiving", "kept resumable: {stuck:#}");
-    // The journal (receiver/src/store/progress.rs: a 128-byte header, 40 bytes per durable
-    // chunk) is the truth; dump.json may be older, its last rewrite having met the full disk.
+    // The journal (receiver/src/store/progress.rs: a 128-byte header, then per durable chunk
+    // 48 bytes in protocol version 2, what the programs speak, 40 in version 1) is the truth;
+    // dump.json may be older, its last rewrite having met the full disk.
     let journal = std::fs::metadata(filling[0].join("progress"))
         .map(|m| m.len())
         .unwrap_or(0);
-    let durable_chunks = journal.saturating_sub(128) / 40;
+    let durable_chunks = journal.saturating_sub(128) / 48;
     assert!(
         durable_chunks > 0,
         "chunks before the disk filled stay durable ({journal}-byte journal): {stuck:#}"
@@ -280,9 +281,14 @@ fn a_full_disk_refuses_new_dumps_fails_a_transfer_resumably_and_prune_lets_it_co
         done["sessions"].as_u64().unwrap_or(0) >= 2,
         "resumed, not started over: {done:#}"
     );
+    // Version 2 says "resuming: the receiver holds N of M chunks durably", version 1
+    // "resuming at page N".
     let resumed_at = said
         .lines()
-        .find_map(|l| l.strip_prefix("resuming at page "))
+        .find_map(|l| {
+            l.strip_prefix("resuming: the receiver holds ")
+                .or_else(|| l.strip_prefix("resuming at page "))
+        })
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse::<u64>().ok());
     assert!(
