@@ -8,6 +8,7 @@
 //! - [`tools`]: whether a judge is installed, and the skip-or-fail policy (`CI=true` fails).
 //! - [`kernel_log`]: comparing kernel logs from different extractors.
 //! - [`test_certs`]: [`TestCerts`], a CA, receiver and host certificates made at test time.
+//! - [`test_ssh`]: [`TestSshKeys`], an SSH host key, client keys and authorized-keys file.
 //! - [`proxy`]: [`FaultProxy`], a TCP proxy that cuts, stalls and corrupts a stream on purpose.
 //! - [`transfer`]: a running receiver, sender commands, and the page-by-page check of a stored dump.
 //!
@@ -25,6 +26,7 @@ pub mod proxy;
 pub mod qemu;
 pub mod raw_peer;
 pub mod test_certs;
+pub mod test_ssh;
 pub mod tools;
 pub mod transfer;
 pub mod workspace;
@@ -37,6 +39,7 @@ pub use makedumpfile::{makedumpfile_compress, makedumpfile_dump_dmesg, makedumpf
 pub use proxy::{Fault, FaultProxy, ProxyStats};
 pub use raw_peer::{exchange_plain, Ending, RawPeer, Reply, REPLY_TIMEOUT};
 pub use test_certs::{TestCerts, RECEIVER_NAMES};
+pub use test_ssh::{ssh_sender_to, TestSshKeys};
 pub use tools::{crash_available, in_ci, makedumpfile_available, require_tools, skip};
 pub use transfer::{
     assert_sent, compare_stored, compare_with_source, record_after_kernel_log, run, selection,

@@ -5,7 +5,10 @@ mod pages;
 mod progress;
 mod retry;
 mod source;
+#[cfg(feature = "ssh")]
+mod ssh;
 mod tls;
+mod transport;
 mod upload;
 
 use std::path::PathBuf;
@@ -16,30 +19,49 @@ use clap::Parser;
 use crate::error::SendError;
 use crate::source::DumpSource;
 use crate::tls::TlsFiles;
+use crate::transport::{ReceiverUrl, Transport};
 use crate::upload::{Sent, Uploader};
 
 /// Streams a Linux kernel crash dump (/proc/vmcore in a kdump capture kernel) to crashdropd over
-/// mutual TLS. Pages are filtered by dump level, compressed with zstd, checksummed, and
+/// mutual TLS or SSH. Pages are filtered by dump level, compressed with zstd, checksummed, and
 /// acknowledged by the receiver only once they are on its disk.
 ///
 /// Exit codes: 0 dump complete on the receiver; 1 unexpected failure; 2 bad command line;
 /// 3 the vmcore is unreadable or unsupported; 4 the receiver refused (certificate, protocol
-/// version, invalid dump); 5 receiver unreachable or transfer interrupted; 6 unusable TLS files.
+/// version, invalid dump, SSH host key not the pinned one); 5 receiver unreachable or transfer
+/// interrupted; 6 unusable credentials (TLS files, SSH key, --server-key, --known-hosts).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// The receiver, as tls://HOST:PORT (HOST may be a name, an IPv4 address or [IPv6]).
+    /// The receiver, as tls://HOST:PORT or ssh://[USER@]HOST[:PORT] (HOST may be a name, an
+    /// IPv4 address or [IPv6]; the SSH port defaults to 7422, crashdropd's SSH listener).
     #[arg(long, value_name = "URL", required_unless_present = "synthesize")]
     receiver: Option<String>,
-    /// CA certificate (PEM) that the receiver's certificate must chain to.
-    #[arg(long, value_name = "FILE", required_unless_present = "synthesize")]
+    /// TLS: CA certificate (PEM) that the receiver's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// This host's certificate (PEM), from `crashdrop-certs host`: it is the host's identity.
-    #[arg(long, value_name = "FILE", required_unless_present = "synthesize")]
+    /// TLS: this host's certificate (PEM), from `crashdrop-certs host`: the host's identity.
+    #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
-    /// This host's private key (PEM).
-    #[arg(long, value_name = "FILE", required_unless_present = "synthesize")]
+    /// TLS: this host's private key (PEM).
+    #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// SSH: this host's private key (OpenSSH format, no passphrase), from
+    /// `crashdrop-certs ssh-client-key`: the host's identity.
+    #[arg(long, value_name = "KEY_FILE")]
+    identity: Option<PathBuf>,
+    /// SSH: the receiver's host key, e.g. 'ssh-ed25519 AAAAC3Nza...' (printed by
+    /// `crashdrop-certs ssh-host-key`). Any other key is refused.
+    #[arg(long, value_name = "KEY", conflicts_with = "known_hosts")]
+    server_key: Option<String>,
+    /// SSH: an OpenSSH known_hosts file holding the receiver's host key (hashed entries and
+    /// [HOST]:PORT entries included), instead of --server-key.
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// SSH: run the receiver through a command (an OpenSSH authorized_keys line with
+    /// command="crashdropd stdio ...") instead of crashdropd's `crashdrop` subsystem.
+    #[arg(long)]
+    ssh_command: bool,
     /// Name to verify the receiver's certificate against, when it differs from the HOST in
     /// --receiver (capture kernels often dial an IP address without DNS).
     #[arg(long, value_name = "NAME")]
@@ -133,27 +155,13 @@ fn synthesis_report(
 }
 
 fn send(args: &Args) -> Result<(), SendError> {
-    let required = |v: &Option<PathBuf>, flag: &str| {
-        v.clone()
-            .ok_or_else(|| SendError::Other(format!("{flag} is required")))
-    };
     source::check_dump_level(args.dump_level)?;
     let receiver = args
         .receiver
         .as_deref()
         .ok_or_else(|| SendError::Other("--receiver is required".into()))?;
-    let (address, host) = parse_receiver(receiver)?;
-    let server_name = args.server_name.clone().unwrap_or(host);
-    let (ca, cert, key) = (
-        required(&args.ca, "--ca")?,
-        required(&args.cert, "--cert")?,
-        required(&args.key, "--key")?,
-    );
-    let config = tls::client_config(&TlsFiles {
-        ca: &ca,
-        cert: &cert,
-        key: &key,
-    })?;
+    let transport = transport_for(args, ReceiverUrl::parse(receiver)?)?;
+    let address = transport.address().to_owned();
     let source = DumpSource::open(&args.vmcore, args.dump_level)?;
     eprintln!(
         "sending {} (dump {}, level {}, {} pages) to {address}",
@@ -169,9 +177,7 @@ fn send(args: &Args) -> Result<(), SendError> {
     let io_timeout = std::time::Duration::from_secs(args.io_timeout.max(1));
     let sent = runtime.block_on(send_with_retry(
         &source,
-        config,
-        &address,
-        &server_name,
+        &transport,
         args.retry_for,
         io_timeout,
     ))?;
@@ -192,9 +198,7 @@ fn send(args: &Args) -> Result<(), SendError> {
 /// end of `retry_for`. Each attempt resumes where the receiver's durable copy ends.
 async fn send_with_retry(
     source: &DumpSource,
-    config: std::sync::Arc<rustls::ClientConfig>,
-    address: &str,
-    server_name: &str,
+    transport: &Transport,
     retry_for: std::time::Duration,
     io_timeout: std::time::Duration,
 ) -> Result<Sent, SendError> {
@@ -205,18 +209,8 @@ async fn send_with_retry(
         attempt += 1;
         let chunks_before = known.len();
         let outcome = async {
-            let stream = tokio::time::timeout(
-                io_timeout,
-                tls::connect(config.clone(), address, server_name),
-            )
-            .await
-            .map_err(|_| {
-                SendError::Retryable(format!(
-                    "no TLS session with {address} within {}s",
-                    io_timeout.as_secs()
-                ))
-            })??;
-            Uploader::new(stream, address, io_timeout)
+            let stream = transport.connect(io_timeout).await?;
+            Uploader::new(stream, transport.address(), io_timeout)
                 .run(source, &mut known)
                 .await
         }
@@ -244,23 +238,111 @@ async fn send_with_retry(
     }
 }
 
-/// `tls://HOST:PORT` → ("HOST:PORT" to connect to, "HOST" to verify).
-fn parse_receiver(url: &str) -> Result<(String, String), SendError> {
-    let bad = |why: &str| {
-        SendError::Other(format!(
-            "--receiver {url}: {why} (expected tls://HOST:PORT, e.g. tls://dumps.example:7420 or tls://[::1]:7420)"
-        ))
+/// The transport `--receiver` names, with its credentials loaded (so a bad file fails at once,
+/// before any connection). Flags of the other transport are refused rather than ignored.
+fn transport_for(args: &Args, url: ReceiverUrl) -> Result<Transport, SendError> {
+    let required = |v: &Option<PathBuf>, flag: &str, scheme: &str| {
+        v.clone()
+            .ok_or_else(|| SendError::Other(format!("{flag} is required with a {scheme} receiver")))
     };
-    let rest = url
-        .strip_prefix("tls://")
-        .ok_or_else(|| bad("only the tls:// scheme is supported"))?;
-    let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-    port.parse::<u16>().map_err(|_| bad("bad port"))?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.is_empty() {
-        return Err(bad("no host"));
+    let refuse_flags =
+        |given: &[(bool, &str)], scheme: &str| match given.iter().find(|(set, _)| *set) {
+            Some((_, flag)) => Err(SendError::Other(format!(
+                "{flag} does not apply to a {scheme} receiver"
+            ))),
+            None => Ok(()),
+        };
+    match url {
+        ReceiverUrl::Tls { address, host } => {
+            refuse_flags(
+                &[
+                    (args.identity.is_some(), "--identity"),
+                    (args.server_key.is_some(), "--server-key"),
+                    (args.known_hosts.is_some(), "--known-hosts"),
+                    (args.ssh_command, "--ssh-command"),
+                ],
+                "tls://",
+            )?;
+            let (ca, cert, key) = (
+                required(&args.ca, "--ca", "tls://")?,
+                required(&args.cert, "--cert", "tls://")?,
+                required(&args.key, "--key", "tls://")?,
+            );
+            let config = tls::client_config(&TlsFiles {
+                ca: &ca,
+                cert: &cert,
+                key: &key,
+            })?;
+            Ok(Transport::Tls {
+                config,
+                address,
+                server_name: args.server_name.clone().unwrap_or(host),
+            })
+        }
+        ReceiverUrl::Ssh { user, host, port } => {
+            refuse_flags(
+                &[
+                    (args.ca.is_some(), "--ca"),
+                    (args.cert.is_some(), "--cert"),
+                    (args.key.is_some(), "--key"),
+                    (args.server_name.is_some(), "--server-name"),
+                ],
+                "ssh://",
+            )?;
+            ssh_transport(args, user, host, port)
+        }
     }
-    Ok((rest.to_owned(), bare.to_owned()))
+}
+
+#[cfg(feature = "ssh")]
+fn ssh_transport(
+    args: &Args,
+    user: Option<String>,
+    host: String,
+    port: u16,
+) -> Result<Transport, SendError> {
+    let identity = args.identity.as_deref().ok_or_else(|| {
+        SendError::Other("--identity KEY_FILE is required with an ssh:// receiver".into())
+    })?;
+    let identity = ssh::load_identity(identity)?;
+    let pin = match (&args.server_key, &args.known_hosts) {
+        (Some(line), _) => ssh::ServerKeyPin::from_line(line)?,
+        (None, Some(path)) => ssh::ServerKeyPin::from_known_hosts(path, &host, port)?,
+        (None, None) => {
+            return Err(SendError::Other(
+                "--server-key 'ssh-ed25519 AAAA...' or --known-hosts FILE is required with an ssh:// receiver: the receiver's host key is pinned, never learnt".into(),
+            ))
+        }
+    };
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let request = if args.ssh_command {
+        ssh::Request::Command
+    } else {
+        ssh::Request::Subsystem
+    };
+    Ok(Transport::Ssh(ssh::SshTarget::new(
+        address,
+        user.unwrap_or_else(|| ssh::DEFAULT_USER.to_owned()),
+        identity,
+        pin,
+        request,
+    )))
+}
+
+#[cfg(not(feature = "ssh"))]
+fn ssh_transport(
+    _args: &Args,
+    _user: Option<String>,
+    _host: String,
+    _port: u16,
+) -> Result<Transport, SendError> {
+    Err(SendError::Other(
+        "this crashdrop-send was built without SSH (cargo feature `ssh`); use a tls:// receiver or a build with the feature".into(),
+    ))
 }
 
 /// "256MiB", "4G", "1048576" → bytes.
@@ -290,20 +372,6 @@ fn parse_size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn receiver_urls_split_into_address_and_name() {
-        let (a, h) = parse_receiver("tls://dumps.example:7420").expect("dns");
-        assert_eq!(
-            (a.as_str(), h.as_str()),
-            ("dumps.example:7420", "dumps.example")
-        );
-        let (a, h) = parse_receiver("tls://[::1]:7420").expect("v6");
-        assert_eq!((a.as_str(), h.as_str()), ("[::1]:7420", "::1"));
-        assert!(parse_receiver("ssh://x:1").is_err());
-        assert!(parse_receiver("tls://x").is_err());
-        assert!(parse_receiver("tls://:7420").is_err());
-    }
 
     #[test]
     fn sizes_accept_binary_units() {
