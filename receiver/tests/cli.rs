@@ -57,3 +57,30 @@ fn list_of_an_empty_store_says_so() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no dumps"));
 }
+
+#[test]
+fn version_names_the_binary() {
+    let out = crashdropd().arg("--version").output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("crashdropd "), "{text}");
+}
+
+#[test]
+fn serve_help_says_what_is_required_and_mentions_rust_log() {
+    let out = crashdropd()
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Required, as flags or in the --config file: --store"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--tls-cert, --tls-key and --client-ca"),
+        "{text}"
+    );
+    assert!(text.contains("RUST_LOG"), "{text}");
+}

@@ -17,7 +17,8 @@ pub mod exit {
     pub const REFUSED: u8 = 4;
     /// The receiver could not be reached, or the transfer was interrupted.
     pub const UNREACHABLE: u8 = 5;
-    /// The TLS files given to us (--ca, --cert, --key) are unusable.
+    /// The credentials given to us are unusable: TLS files (--ca, --cert, --key), the SSH
+    /// --identity key, --server-key or --known-hosts.
     pub const BAD_CREDENTIALS: u8 = 6;
 }
 
@@ -30,6 +31,10 @@ pub enum SendError {
     /// The receiver said no, or our identity was refused: retrying will not help.
     #[error("receiver refused the dump: {0}")]
     Refused(String),
+    /// A certificate was refused at the TLS handshake — the receiver's by us, or ours by the
+    /// receiver; the message says which and why. Retrying will not help.
+    #[error("{0}")]
+    Identity(String),
     /// Connection-level trouble: refused, reset, timed out, receiver busy or restarting.
     #[error("{0}")]
     Retryable(String),
@@ -45,7 +50,7 @@ pub enum SendError {
 
 impl SendError {
     pub fn from_receiver(code: ErrorCode, message: &str) -> SendError {
-        let text = format!("{code:?}: {message}");
+        let text = format!("{}: {message}", code.name());
         if code.is_retryable() {
             SendError::Retryable(format!("receiver: {text}"))
         } else {
@@ -78,7 +83,7 @@ impl SendError {
         ExitCode::from(match self {
             SendError::Vmcore(_) => exit::BAD_VMCORE,
             SendError::Credentials(_) => exit::BAD_CREDENTIALS,
-            SendError::Refused(_) => exit::REFUSED,
+            SendError::Refused(_) | SendError::Identity(_) => exit::REFUSED,
             SendError::Retryable(_) | SendError::Busy { .. } => exit::UNREACHABLE,
             SendError::Other(_) => exit::FAILURE,
         })

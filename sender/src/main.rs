@@ -8,13 +8,15 @@ mod source;
 #[cfg(feature = "ssh")]
 mod ssh;
 mod tls;
+mod tls_explain;
 mod transport;
 mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 use crate::error::SendError;
 use crate::source::DumpSource;
@@ -26,16 +28,24 @@ use crate::upload::{Sent, Uploader};
 /// mutual TLS or SSH. Pages are filtered by dump level, compressed with zstd, checksummed, and
 /// acknowledged by the receiver only once they are on its disk.
 ///
-/// Exit codes: 0 dump complete on the receiver; 1 unexpected failure; 2 bad command line;
-/// 3 the vmcore is unreadable or unsupported; 4 the receiver refused (certificate, protocol
-/// version, invalid dump, SSH host key not the pinned one); 5 receiver unreachable or transfer
-/// interrupted; 6 unusable credentials (TLS files, SSH key, --server-key, --known-hosts).
+/// Exit codes: 0 dump complete on the receiver; 1 unexpected failure; 2 bad command line
+/// (including a malformed --receiver or a --dump-level outside 0..=31); 3 the vmcore is
+/// unreadable or unsupported, or lacks a VMCOREINFO key the dump level needs; 4 the receiver
+/// refused (certificate, protocol version, invalid dump, digest mismatch, SSH host key not the
+/// pinned one, SSH key not authorized); 5 receiver unreachable or the transfer kept failing for
+/// all of --retry-for; 6 unusable credentials (TLS files, --identity, --server-key,
+/// --known-hosts).
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(name = "crashdrop-send", version, about, long_about)]
 struct Args {
     /// The receiver, as tls://HOST:PORT or ssh://[USER@]HOST[:PORT] (HOST may be a name, an
     /// IPv4 address or [IPv6]; the SSH port defaults to 7422, crashdropd's SSH listener).
-    #[arg(long, value_name = "URL", required_unless_present = "synthesize")]
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "synthesize",
+        value_parser = check_receiver_url
+    )]
     receiver: Option<String>,
     /// TLS: CA certificate (PEM) that the receiver's certificate must chain to.
     #[arg(long, value_name = "FILE")]
@@ -73,7 +83,9 @@ struct Args {
     /// without private data), 4 (all page cache), 8 (user process data) and 16 (free pages) to
     /// leave out. Pages are selected exactly as makedumpfile selects them; 31 keeps only kernel
     /// data, 0 sends every page.
-    #[arg(long, short = 'd', value_name = "N", default_value_t = 31)]
+    // A level out of range is a bad command line (exit 2, clap's), like any other bad flag.
+    #[arg(long, short = 'd', value_name = "N", default_value_t = 31,
+          value_parser = clap::value_parser!(u8).range(0..=31))]
     dump_level: u8,
     /// Keep reconnecting (and resuming where the receiver's durable copy ends) after resets,
     /// timeouts, refused connections and receiver restarts, for this long: e.g. 30m, 2h, 90s, or
@@ -98,6 +110,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some((kind, message)) = transport_flag_problem(&args) {
+        Args::command().error(kind, message).exit();
+    }
     let result = match &args.synthesize {
         Some(path) => synthesize(path, args.size, args.seed),
         None => send(&args),
@@ -118,8 +133,12 @@ fn synthesize(path: &std::path::Path, size: u64, seed: u64) -> Result<(), SendEr
         osrelease: "6.1.0-crashdrop-synthetic".into(),
         crash_time: 1_767_225_600,
     };
-    let summary = crashdrop_formats::synth::write_synthetic_vmcore(path, &spec)
-        .map_err(|e| SendError::Other(format!("{}: {e}", path.display())))?;
+    let summary = crashdrop_formats::synth::write_synthetic_vmcore(path, &spec).map_err(|e| {
+        SendError::Other(format!(
+            "cannot write the synthetic vmcore {}: {e}",
+            path.display()
+        ))
+    })?;
     eprint!("{}", synthesis_report(path, size, &summary));
     Ok(())
 }
@@ -226,8 +245,9 @@ async fn send_with_retry(
         }
         let Some(delay) = backoff.next_delay_after(error.retry_after()) else {
             return Err(SendError::Retryable(format!(
-                "{error} (gave up after {attempt} attempts over --retry-for {}s)",
-                retry_for.as_secs()
+                "{error} (gave up after {}, --retry-for {})",
+                attempts(attempt),
+                retry::format_duration(retry_for)
             )));
         };
         eprintln!(
@@ -238,35 +258,89 @@ async fn send_with_retry(
     }
 }
 
-/// The transport `--receiver` names, with its credentials loaded (so a bad file fails at once,
-/// before any connection). Flags of the other transport are refused rather than ignored.
-fn transport_for(args: &Args, url: ReceiverUrl) -> Result<Transport, SendError> {
-    let required = |v: &Option<PathBuf>, flag: &str, scheme: &str| {
-        v.clone()
-            .ok_or_else(|| SendError::Other(format!("{flag} is required with a {scheme} receiver")))
+/// "1 attempt", "3 attempts".
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".to_owned()
+    } else {
+        format!("{n} attempts")
+    }
+}
+
+/// `--receiver` checked while the command line is parsed, so a malformed URL is a bad command
+/// line (exit 2) with clap's usage line, not a failure found later.
+fn check_receiver_url(url: &str) -> Result<String, String> {
+    ReceiverUrl::parse(url)
+        .map(|_| url.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// Which transport's flags the command line mixes up, checked right after parsing so that it is
+/// a bad command line (exit 2, with clap's usage line): a flag the named transport needs is
+/// missing, or one of the other transport is given (refused rather than ignored).
+fn transport_flag_problem(args: &Args) -> Option<(ErrorKind, String)> {
+    let url = ReceiverUrl::parse(args.receiver.as_deref()?).ok()?;
+    // (whether given, flag) pairs: all of `needed` must be given, none of `foreign`.
+    type Flags<'a> = &'a [(bool, &'a str)];
+    let (scheme, needed, foreign): (_, Flags, Flags) = match url {
+        ReceiverUrl::Tls { .. } => (
+            "tls://",
+            &[
+                (args.ca.is_some(), "--ca FILE"),
+                (args.cert.is_some(), "--cert FILE"),
+                (args.key.is_some(), "--key FILE"),
+            ],
+            &[
+                (args.identity.is_some(), "--identity"),
+                (args.server_key.is_some(), "--server-key"),
+                (args.known_hosts.is_some(), "--known-hosts"),
+                (args.ssh_command, "--ssh-command"),
+            ],
+        ),
+        ReceiverUrl::Ssh { .. } => (
+            "ssh://",
+            &[
+                (args.identity.is_some(), "--identity KEY_FILE"),
+                (
+                    args.server_key.is_some() || args.known_hosts.is_some(),
+                    "--server-key 'ssh-ed25519 AAAA...' or --known-hosts FILE (the receiver's host key is pinned, never learnt)",
+                ),
+            ],
+            &[
+                (args.ca.is_some(), "--ca"),
+                (args.cert.is_some(), "--cert"),
+                (args.key.is_some(), "--key"),
+                (args.server_name.is_some(), "--server-name"),
+            ],
+        ),
     };
-    let refuse_flags =
-        |given: &[(bool, &str)], scheme: &str| match given.iter().find(|(set, _)| *set) {
-            Some((_, flag)) => Err(SendError::Other(format!(
-                "{flag} does not apply to a {scheme} receiver"
-            ))),
-            None => Ok(()),
-        };
+    if let Some((_, flag)) = needed.iter().find(|(given, _)| !given) {
+        return Some((
+            ErrorKind::MissingRequiredArgument,
+            format!("{flag} is required with a {scheme} receiver"),
+        ));
+    }
+    foreign.iter().find(|(given, _)| *given).map(|(_, flag)| {
+        (
+            ErrorKind::ArgumentConflict,
+            format!("{flag} does not apply to a {scheme} receiver"),
+        )
+    })
+}
+
+/// The transport `--receiver` names, with its credentials loaded (so a bad file fails at once,
+/// before any connection). [`transport_flag_problem`] has checked the flags.
+fn transport_for(args: &Args, url: ReceiverUrl) -> Result<Transport, SendError> {
     match url {
         ReceiverUrl::Tls { address, host } => {
-            refuse_flags(
-                &[
-                    (args.identity.is_some(), "--identity"),
-                    (args.server_key.is_some(), "--server-key"),
-                    (args.known_hosts.is_some(), "--known-hosts"),
-                    (args.ssh_command, "--ssh-command"),
-                ],
-                "tls://",
-            )?;
+            let required = |v: &Option<PathBuf>, flag: &str| {
+                v.clone()
+                    .ok_or_else(|| SendError::Other(format!("{flag} is required")))
+            };
             let (ca, cert, key) = (
-                required(&args.ca, "--ca", "tls://")?,
-                required(&args.cert, "--cert", "tls://")?,
-                required(&args.key, "--key", "tls://")?,
+                required(&args.ca, "--ca")?,
+                required(&args.cert, "--cert")?,
+                required(&args.key, "--key")?,
             );
             let config = tls::client_config(&TlsFiles {
                 ca: &ca,
@@ -279,18 +353,7 @@ fn transport_for(args: &Args, url: ReceiverUrl) -> Result<Transport, SendError> 
                 server_name: args.server_name.clone().unwrap_or(host),
             })
         }
-        ReceiverUrl::Ssh { user, host, port } => {
-            refuse_flags(
-                &[
-                    (args.ca.is_some(), "--ca"),
-                    (args.cert.is_some(), "--cert"),
-                    (args.key.is_some(), "--key"),
-                    (args.server_name.is_some(), "--server-name"),
-                ],
-                "ssh://",
-            )?;
-            ssh_transport(args, user, host, port)
-        }
+        ReceiverUrl::Ssh { user, host, port } => ssh_transport(args, user, host, port),
     }
 }
 
@@ -301,16 +364,17 @@ fn ssh_transport(
     host: String,
     port: u16,
 ) -> Result<Transport, SendError> {
-    let identity = args.identity.as_deref().ok_or_else(|| {
-        SendError::Other("--identity KEY_FILE is required with an ssh:// receiver".into())
-    })?;
+    let identity = args
+        .identity
+        .as_deref()
+        .ok_or_else(|| SendError::Other("--identity is required".into()))?;
     let identity = ssh::load_identity(identity)?;
     let pin = match (&args.server_key, &args.known_hosts) {
         (Some(line), _) => ssh::ServerKeyPin::from_line(line)?,
         (None, Some(path)) => ssh::ServerKeyPin::from_known_hosts(path, &host, port)?,
         (None, None) => {
             return Err(SendError::Other(
-                "--server-key 'ssh-ed25519 AAAA...' or --known-hosts FILE is required with an ssh:// receiver: the receiver's host key is pinned, never learnt".into(),
+                "--server-key or --known-hosts is required".into(),
             ))
         }
     };

@@ -27,8 +27,11 @@ impl Backoff {
         }
     }
 
-    /// The wait before the next attempt, or `None` once the deadline would be passed.
+    /// The wait before the next attempt, or `None` once the deadline has passed. A wait that
+    /// would end past the deadline is cut to end at it, so the last attempt is made right at the
+    /// deadline: `--retry-for` is how long we keep trying, not a bound on the sum of the waits.
     pub fn next_delay(&mut self) -> Option<Duration> {
+        let remaining = self.remaining()?;
         // xorshift64
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -38,27 +41,54 @@ impl Backoff {
         let jitter = Duration::from_nanos(self.rng % (half.as_nanos() as u64).max(1));
         let delay = half + jitter;
         self.next = (self.next * 2).min(MAX_DELAY);
-        (Instant::now() + delay <= self.deadline).then_some(delay)
+        Some(delay.min(remaining))
+    }
+
+    /// Time left before the deadline; `None` once it has passed.
+    fn remaining(&self) -> Option<Duration> {
+        let left = self.deadline.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some(left)
     }
 
     /// The wait before the next attempt when the receiver asked for at least `asked` (a `Busy`
     /// frame's `retry_after`): that plus up to a quarter more of jitter, so that senders refused
-    /// together do not return together; our own backoff when it is longer. `None` once the
-    /// deadline would be passed.
+    /// together do not return together; our own backoff when it is longer, both cut to end at
+    /// the deadline. `None` once the deadline has passed, or when the receiver asked us to stay
+    /// away past it (coming back sooner than asked would only be refused again).
     pub fn next_delay_after(&mut self, asked: Option<Duration>) -> Option<Duration> {
         let ours = self.next_delay()?;
         let Some(asked) = asked else {
             return Some(ours);
         };
+        let remaining = self.remaining()?;
+        if asked > remaining {
+            return None;
+        }
         let quarter = (asked.as_nanos() as u64 / 4).max(1);
         let delay = (asked + Duration::from_nanos(self.rng % quarter)).max(ours);
-        (Instant::now() + delay <= self.deadline).then_some(delay)
+        Some(delay.min(remaining))
     }
 
     /// Starts over from the shortest wait (after an attempt that made progress).
     pub fn reset(&mut self) {
         self.next = FIRST_DELAY;
     }
+}
+
+/// A duration as `--retry-for` takes it: "0", "45s", "30m", "1h30m".
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return "0".to_owned();
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut text = String::new();
+    for (n, unit) in [(h, 'h'), (m, 'm'), (s, 's')] {
+        if n > 0 {
+            text.push_str(&format!("{n}{unit}"));
+        }
+    }
+    text
 }
 
 /// "30m", "90s", "1h", "1h30m", "0" → a duration.
@@ -125,6 +155,25 @@ mod tests {
 
         let mut none = Backoff::new(Duration::ZERO);
         assert_eq!(none.next_delay(), None);
+    }
+
+    #[test]
+    fn the_last_wait_is_cut_to_end_at_the_deadline() {
+        let mut b = Backoff::new(Duration::from_secs(2));
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        // Our backoff is now 7.5-15 s, but only about 2 s are left: wait those, then try once more.
+        let last = b.next_delay().expect("time is left");
+        assert!(last <= Duration::from_secs(2), "{last:?}");
+        assert!(last > Duration::from_millis(1500), "{last:?}");
+    }
+
+    #[test]
+    fn durations_print_as_they_are_written() {
+        assert_eq!(format_duration(Duration::ZERO), "0");
+        assert_eq!(format_duration(Duration::from_secs(3)), "3s");
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{AlertDescription, ClientConfig, RootCertStore};
+use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::error::SendError;
+use crate::tls_explain;
 
 pub struct TlsFiles<'a> {
     pub ca: &'a Path,
@@ -44,7 +45,15 @@ pub fn client_config(files: &TlsFiles<'_>) -> Result<Arc<ClientConfig>, SendErro
         .map_err(|e| SendError::Other(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| creds(files.key, "--cert/--key", &e))?;
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => SendError::Credentials(format!(
+                "--key {} is not the private key of --cert {}: give the .key file written \
+                 with that certificate by `crashdrop-certs host`",
+                files.key.display(),
+                files.cert.display()
+            )),
+            other => creds(files.key, "--cert/--key", &other),
+        })?;
     Ok(Arc::new(config))
 }
 
@@ -78,34 +87,17 @@ pub fn explain_tls_error(e: &std::io::Error, address: &str, server_name: &str) -
         return SendError::Retryable(format!("connection to {address} failed: {e}"));
     };
     match tls {
-        rustls::Error::InvalidCertificate(why) => SendError::Refused(format!(
-            "the receiver at {address} presented a certificate we do not trust for the name \
-             {server_name} ({why:?}); check --ca, and --server-name when dialling an address \
-             the certificate does not name"
-        )),
-        rustls::Error::AlertReceived(alert) if is_identity_alert(*alert) => {
-            SendError::Refused(format!(
-                "the receiver at {address} refused this host's certificate (TLS alert {alert:?}): \
-                 check that --cert/--key were issued by the receiver's CA (crashdrop-certs host) \
-                 and have not expired"
-            ))
+        rustls::Error::InvalidCertificate(why) => {
+            SendError::Identity(tls_explain::receiver_certificate(why, address, server_name))
         }
+        rustls::Error::AlertReceived(alert) => match tls_explain::receiver_alert(*alert) {
+            Some(meaning) => SendError::Identity(format!(
+                "the receiver at {address} refused this host's certificate: {meaning}; check \
+                 that --cert/--key were issued by the receiver's CA (crashdrop-certs host) and \
+                 have not expired or been revoked"
+            )),
+            None => SendError::Retryable(format!("TLS with {address} failed: {tls}")),
+        },
         other => SendError::Retryable(format!("TLS with {address} failed: {other}")),
     }
-}
-
-fn is_identity_alert(alert: AlertDescription) -> bool {
-    matches!(
-        alert,
-        AlertDescription::BadCertificate
-            | AlertDescription::UnsupportedCertificate
-            | AlertDescription::CertificateRevoked
-            | AlertDescription::CertificateExpired
-            | AlertDescription::CertificateUnknown
-            | AlertDescription::UnknownCA
-            | AlertDescription::CertificateRequired
-            | AlertDescription::AccessDenied
-            | AlertDescription::HandshakeFailure
-            | AlertDescription::DecryptError
-    )
 }

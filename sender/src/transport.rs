@@ -35,7 +35,7 @@ impl ReceiverUrl {
     pub fn parse(url: &str) -> Result<ReceiverUrl, SendError> {
         let bad = |why: &str| {
             SendError::Other(format!(
-                "--receiver {url}: {why} (expected tls://HOST:PORT or ssh://[USER@]HOST[:PORT], e.g. tls://dumps.example:7420, ssh://dumps.example (port 7422) or tls://[::1]:7420)"
+                "{url}: {why} (expected tls://HOST:PORT or ssh://[USER@]HOST[:PORT], e.g. tls://dumps.example:7420, ssh://dumps.example (port 7422) or tls://[::1]:7420)"
             ))
         };
         if let Some(rest) = url.strip_prefix("tls://") {

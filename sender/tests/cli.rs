@@ -17,10 +17,11 @@ fn help_explains_the_exit_codes() {
 }
 
 #[test]
-fn a_missing_vmcore_is_named_and_exits_3() {
+fn empty_pem_files_are_unusable_tls_files_named_and_exit_6() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("no-such-vmcore");
-    // TLS files are checked first, so give real (if useless) files.
+    // TLS files are checked before the vmcore (a missing vmcore is tested in
+    // integration/tests/first_hour.rs, with real certificates).
     let pem = dir.path().join("x.pem");
     std::fs::write(&pem, "").expect("write");
     let out = send()
@@ -38,28 +39,93 @@ fn a_missing_vmcore_is_named_and_exits_3() {
     let err = String::from_utf8_lossy(&out.stderr);
     // Empty PEM files are unusable credentials: exit 6, naming the --ca file.
     assert_eq!(out.status.code(), Some(6), "{err}");
-    assert!(err.contains("x.pem"), "{err}");
+    assert!(err.contains("x.pem") && err.contains("--ca"), "{err}");
+    assert!(!err.contains("no-such-vmcore"), "{err}");
+}
+
+/// Runs the sender with otherwise complete flags and `extra` appended; returns (exit code, stderr).
+fn send_with(receiver: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let out = send()
+        .args(["--receiver", receiver])
+        .args(["--ca", "a", "--cert", "b", "--key", "c"])
+        .args(extra)
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
-fn dump_levels_above_31_are_refused_clearly() {
+fn dump_levels_above_31_are_a_bad_command_line_exit_2() {
+    for level in ["32", "99"] {
+        let (code, err) = send_with("tls://127.0.0.1:9", &["--dump-level", level]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("--dump-level") && err.contains(level), "{err}");
+        assert!(err.contains("0..=31") || err.contains("0..32"), "{err}");
+    }
+}
+
+#[test]
+fn malformed_receiver_urls_are_a_bad_command_line_exit_2() {
+    for (url, why) in [
+        ("192.0.2.10:7420", "only the tls:// and ssh:// schemes"),
+        ("ssh://192.0.2.10:ssh", "bad port"),
+        ("ssh://@192.0.2.10", "empty user name"),
+        ("tls://192.0.2.10", "no port"),
+        ("tls://192.0.2.10:http", "bad port"),
+        ("tls://:7420", "no host"),
+    ] {
+        let (code, err) = send_with(url, &[]);
+        assert_eq!(code, Some(2), "{url}: {err}");
+        assert!(err.contains(url) && err.contains(why), "{url}: {err}");
+        assert!(err.contains("expected tls://HOST:PORT"), "{url}: {err}");
+        // Said once: clap names the flag, our message names the URL.
+        assert_eq!(err.matches(why).count(), 1, "{url}: {err}");
+    }
+}
+
+#[test]
+fn a_missing_required_flag_is_a_bad_command_line_exit_2() {
     let out = send()
         .args([
             "--receiver",
             "tls://127.0.0.1:9",
-            "--ca",
-            "a",
             "--cert",
             "b",
             "--key",
             "c",
         ])
-        .args(["--dump-level", "32"])
         .output()
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("--dump-level") && err.contains("32"), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--ca"), "{err}");
+}
+
+#[test]
+fn an_unexpected_local_failure_exits_1() {
+    // Writing a synthetic vmcore into a directory that does not exist: no other row fits.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("no-such-dir").join("vmcore");
+    let out = send()
+        .arg("--synthesize")
+        .arg(&path)
+        .args(["--size", "16MiB"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn version_names_the_binary() {
+    let out = send().arg("--version").output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("crashdrop-send "), "{text}");
 }
 
 #[test]
@@ -92,4 +158,68 @@ fn synthesize_writes_a_sample_vmcore() {
         level_31.count_ones()
     );
     assert!(err.contains(&claim), "{err}\nwanted: {claim}");
+}
+
+#[test]
+fn ssh_flags_missing_or_mixed_with_tls_ones_are_a_bad_command_line_exit_2() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--receiver", "ssh://127.0.0.1:9"], "--identity"),
+        (
+            &["--receiver", "ssh://127.0.0.1:9", "--identity", "id"],
+            "--server-key",
+        ),
+        (
+            &[
+                "--receiver",
+                "ssh://127.0.0.1:9",
+                "--identity",
+                "id",
+                "--known-hosts",
+                "kh",
+                "--ca",
+                "ca.pem",
+            ],
+            "--ca does not apply to a ssh:// receiver",
+        ),
+        (
+            &[
+                "--receiver",
+                "tls://127.0.0.1:9",
+                "--ca",
+                "a",
+                "--cert",
+                "b",
+                "--key",
+                "c",
+                "--identity",
+                "id",
+            ],
+            "--identity does not apply to a tls:// receiver",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = send().args(args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_unusable_ssh_identity_or_server_key_exits_6() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = dir.path().join("id_ed25519");
+    std::fs::write(&id, "not a key\n").expect("write");
+    let out = send()
+        .args(["--receiver", "ssh://127.0.0.1:9", "--identity"])
+        .arg(&id)
+        .args(["--server-key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("--identity") && err.contains("id_ed25519"),
+        "{err}"
+    );
 }

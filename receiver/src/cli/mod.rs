@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 /// crashdropd receives Linux kernel crash dumps from crashdrop-send over mutual TLS and stores
 /// each one as a kdump-compressed file that `crash` opens directly.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(name = "crashdropd", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,6 +26,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the receiver: listen for senders and store their dumps.
+    ///
+    /// Required, as flags or in the --config file: --store, and either --tls-listen with
+    /// --tls-cert, --tls-key and --client-ca, or --ssh-listen with --ssh-host-key and
+    /// --ssh-authorized-keys (or both). Everything else has a default.
+    ///
+    /// Each bound address is printed on stdout (`listening tls ADDR`); logs go to stderr, at
+    /// level info unless RUST_LOG says otherwise (RUST_LOG=debug for more, RUST_LOG=warn for less).
+    #[command(verbatim_doc_comment)]
     Serve(serve::ServeArgs),
     /// List the dumps in a store (--group-by signature: one row per crash signature).
     List(list::ListArgs),
