@@ -23,6 +23,9 @@ use crate::store::{Begin, DumpStore, DumpWriter, WriteError};
 /// sender's window never runs dry.
 const ACK_EVERY_CHUNKS: u32 = 4;
 
+/// How long a session that answered an error keeps reading the peer's frames before closing.
+const ERROR_LINGER: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Debug)]
 pub struct SessionLimits {
     /// A peer silent for this long is dropped (its dump stays resumable).
@@ -91,17 +94,14 @@ where
             | SessionError::Peer { .. } => None,
             SessionError::Protocol(p) => Some((ErrorCode::Protocol, p.to_string())),
             // The details (paths, OS errors) are for our log, not for the peer.
-            SessionError::Store(_) => Some((
-                ErrorCode::Storage,
-                "the receiver could not store the dump (disk full or I/O error; see its log)"
-                    .to_owned(),
-            )),
+            SessionError::Store(e) => Some((ErrorCode::Storage, e.peer_message().to_owned())),
         };
         if let Some((code, message)) = reply {
             // Best effort: the peer may already be gone.
             let _ = session
                 .send(Frame::Error(ErrorFrame::new(code, message)))
                 .await;
+            session.drain_briefly().await;
         }
     }
     // Close cleanly (TLS close_notify) so the peer reads everything we sent.
@@ -246,6 +246,15 @@ where
                 }
             }
         }
+    }
+
+    /// Reads and drops what the peer still sends, until it closes or for [`ERROR_LINGER`]: a
+    /// sender in the middle of its window is still writing when we answer an error, and closing
+    /// with its bytes unread makes the kernel send a reset that destroys our answer before the
+    /// sender reads it (it would see only "broken pipe", not why).
+    async fn drain_briefly(&mut self) {
+        let drain = async { while let Some(Ok(_)) = self.framed.next().await {} };
+        let _ = tokio::time::timeout(ERROR_LINGER.min(self.limits.idle_timeout), drain).await;
     }
 
     /// Sends a frame; a peer that takes nothing for the idle timeout is abandoned.

@@ -74,6 +74,30 @@ pub enum StoreError {
     Format { path: PathBuf, why: String },
 }
 
+impl StoreError {
+    /// Whether the store's filesystem is out of space (or the receiver's user out of its disk
+    /// quota): retrying helps once space is freed, and the sender should be told so.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
+
+    /// What the sender is told (the paths and OS errors are for the receiver's log only).
+    pub fn peer_message(&self) -> &'static str {
+        if self.is_disk_full() {
+            "the receiver's disk is full; what it already holds of this dump stays durable and \
+             the transfer resumes once space is freed (its operator: `crashdropd prune`)"
+        } else {
+            "the receiver could not store the dump (an I/O error; see its log)"
+        }
+    }
+}
+
 /// Creates a directory (and missing parents) accessible to its owner only.
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::DirBuilderExt;
@@ -113,10 +137,16 @@ pub(super) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError>
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut file = open_private(&tmp, true)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
+    let written = open_private(&tmp, true).and_then(|mut file| {
+        file.write_all(bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        fs::rename(&tmp, path).map_err(io)
+    });
+    if let Err(e) = written {
+        // On a full disk the temp file would hold a torn copy and the last free blocks.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
