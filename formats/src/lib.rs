@@ -11,6 +11,7 @@ pub mod bitmap;
 pub mod digest;
 pub mod dmesg;
 pub mod elf;
+pub mod export;
 pub mod filter;
 pub mod kdump;
 mod le;

@@ -74,9 +74,14 @@ impl TestSshKeys {
 
     /// The `serve` flags for an SSH listener on 127.0.0.1:0 with these keys.
     pub fn serve_args(&self) -> Vec<String> {
+        self.serve_args_on("127.0.0.1:0")
+    }
+
+    /// The `serve` flags for an SSH listener on `listen` with these keys.
+    pub fn serve_args_on(&self, listen: &str) -> Vec<String> {
         vec![
             "--ssh-listen".into(),
-            "127.0.0.1:0".into(),
+            listen.into(),
             "--ssh-host-key".into(),
             self.host_key.private.display().to_string(),
             "--ssh-authorized-keys".into(),

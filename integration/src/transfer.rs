@@ -26,38 +26,56 @@ pub struct Receiver {
 impl Receiver {
     /// Starts `crashdropd serve` with the test PKI; `extra` are more `serve` flags.
     pub fn start(store: &Path, certs: &TestCerts, extra: &[&str]) -> Receiver {
-        Receiver::spawn(store, certs, None, extra)
+        Receiver::spawn("127.0.0.1:0", store, certs, None, extra)
     }
 
-    /// [`Receiver::start`] with an SSH listener beside TLS, using `keys`' host key and
-    /// authorized-keys file.
+    /// [`Receiver::start`] listening on `listen` (e.g. a port a sender is already dialling).
+    pub fn start_on(listen: &str, store: &Path, certs: &TestCerts, extra: &[&str]) -> Receiver {
+        Receiver::spawn(listen, store, certs, None, extra)
+    }
+
+    /// [`Receiver::start`] with an SSH listener on 127.0.0.1:0 beside TLS, using `keys`' host
+    /// key and authorized-keys file.
     pub fn start_with_ssh(
         store: &Path,
         certs: &TestCerts,
         keys: &TestSshKeys,
         extra: &[&str],
     ) -> Receiver {
-        Receiver::spawn(store, certs, Some(keys), extra)
+        Receiver::spawn("127.0.0.1:0", store, certs, Some((keys, "127.0.0.1:0")), extra)
+    }
+
+    /// [`Receiver::start_with_ssh`] with the SSH listener on `ssh_listen` (e.g. the port of a
+    /// receiver that was killed, which a sender keeps dialling).
+    pub fn start_with_ssh_on(
+        ssh_listen: &str,
+        store: &Path,
+        certs: &TestCerts,
+        keys: &TestSshKeys,
+        extra: &[&str],
+    ) -> Receiver {
+        Receiver::spawn("127.0.0.1:0", store, certs, Some((keys, ssh_listen)), extra)
     }
 
     fn spawn(
+        listen: &str,
         store: &Path,
         certs: &TestCerts,
-        ssh: Option<&TestSshKeys>,
+        ssh: Option<(&TestSshKeys, &str)>,
         extra: &[&str],
     ) -> Receiver {
         let mut cmd = Command::new(bin_path("crashdropd"));
         cmd.arg("serve")
             .arg("--store")
             .arg(store)
-            .args(["--tls-listen", "127.0.0.1:0"])
+            .args(["--tls-listen", listen])
             .arg("--tls-cert")
             .arg(&certs.receiver.cert)
             .arg("--tls-key")
             .arg(&certs.receiver.key)
             .arg("--client-ca")
             .arg(&certs.ca.cert)
-            .args(ssh.map(TestSshKeys::serve_args).unwrap_or_default())
+            .args(ssh.map(|(keys, listen)| keys.serve_args_on(listen)).unwrap_or_default())
             .args(extra);
         // Tests not about disk space must not depend on how full the machine running them is.
         if !extra.contains(&"--min-free") {

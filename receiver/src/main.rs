@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => crashdrop_receiver::cli::verify::run(args),
         Command::Prune(args) => crashdrop_receiver::cli::prune::run(args),
         Command::Dmesg(args) => crashdrop_receiver::cli::dmesg::run(args),
+        Command::Export(args) => crashdrop_receiver::cli::export::run(args),
     };
     match result {
         Ok(code) => code,

@@ -38,6 +38,27 @@ impl Initramfs {
         self
     }
 
+    /// Copies a dynamically linked host executable `from` to `to` with every shared library
+    /// `ldd` names, at the same absolute paths (so its ELF interpreter and `RUNPATH` resolve).
+    /// Statically linked executables (ldd: "not a dynamic executable") are copied alone.
+    pub fn binary(mut self, to: &str, from: &Path) -> io::Result<Initramfs> {
+        let out = Command::new("ldd").arg(from).output().map_err(|e| {
+            io::Error::new(e.kind(), format!("ldd {} (libc-bin): {e}", from.display()))
+        })?;
+        // ldd lines: "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)"; the vDSO has no path.
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let lib = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            };
+            if let Some(lib) = lib.filter(|l| l.starts_with('/')) {
+                self = self.file(lib, Path::new(lib));
+            }
+        }
+        Ok(self.file(to, from))
+    }
+
     /// Writes the image to `out` (uncompressed newc cpio, which every kernel takes).
     pub fn build(&self, out: &Path) -> io::Result<()> {
         let root = tempfile::tempdir()?;

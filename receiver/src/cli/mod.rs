@@ -1,6 +1,7 @@
-//! Command-line interface: `serve`, `list`, `verify`, `dmesg`.
+//! Command-line interface: `serve`, `list`, `verify`, `dmesg`, `export`.
 
 pub mod dmesg;
+pub mod export;
 pub mod groups;
 pub mod list;
 pub mod prune;
@@ -43,6 +44,9 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// Print the crashed kernel's log, read from a stored dump (as vmcore-dmesg prints it).
     Dmesg(dmesg::DmesgArgs),
+    /// Write a stored dump as ELF, kdump-compressed with zlib or raw pages, or a flattened
+    /// stream, for tools that cannot read zstd pages (Debian 12's makedumpfile, gdb, drgn).
+    Export(export::ExportArgs),
 }
 
 /// `store/HOST/DUMP` for a dump named as `crashdropd list` prints it; anything but two plain
