@@ -42,7 +42,13 @@ impl Receiver {
         keys: &TestSshKeys,
         extra: &[&str],
     ) -> Receiver {
-        Receiver::spawn("127.0.0.1:0", store, certs, Some((keys, "127.0.0.1:0")), extra)
+        Receiver::spawn(
+            "127.0.0.1:0",
+            store,
+            certs,
+            Some((keys, "127.0.0.1:0")),
+            extra,
+        )
     }
 
     /// [`Receiver::start_with_ssh`] with the SSH listener on `ssh_listen` (e.g. the port of a
@@ -75,7 +81,10 @@ impl Receiver {
             .arg(&certs.receiver.key)
             .arg("--client-ca")
             .arg(&certs.ca.cert)
-            .args(ssh.map(|(keys, listen)| keys.serve_args_on(listen)).unwrap_or_default())
+            .args(
+                ssh.map(|(keys, listen)| keys.serve_args_on(listen))
+                    .unwrap_or_default(),
+            )
             .args(extra);
         // Tests not about disk space must not depend on how full the machine running them is.
         if !extra.contains(&"--min-free") {
