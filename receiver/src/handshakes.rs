@@ -8,10 +8,14 @@
 //!   connection from a source at its cap evicts that source's oldest connection that has not even
 //!   sent its ClientHello; if it has none, the new connection is refused. A scanner therefore only
 //!   ever competes with itself.
-//! - **In all**: at most `max` tickets. A new connection evicts the oldest silent connection
-//!   (no ClientHello yet), else the oldest handshake in progress. The newest connection always
-//!   gets its chance, and an honest sender, whose handshake takes milliseconds, is only evicted if
-//!   `max` connections arrive during it.
+//! - **In all**: at most `max` tickets. A new connection evicts a connection of the source that
+//!   holds the most tickets: its oldest silent one (no ClientHello yet), else its oldest handshake
+//!   in progress. The newest connection always gets its chance, and a flood pays for itself: an
+//!   honest sender, one connection from its address, is not evicted while any flooding address
+//!   holds more (without that, flooders reconnecting as fast as they are closed evicted it
+//!   whenever its ClientHello took longer to be read than `max` new connections took to arrive).
+//!   Only when every source holds as many (a flood from as many addresses as `max`) is it the
+//!   oldest silent connection, else the oldest handshake.
 //!
 //! An evicted connection's task sees [`HandshakeTicket::evicted`] fire and closes it.
 
@@ -97,7 +101,7 @@ pub enum Admission {
 pub enum Evicted {
     /// One of the same source's (it was at its cap).
     SameSource,
-    /// The oldest in the whole table (it was full).
+    /// The oldest of the source holding the most tickets (the table was full).
     Oldest { hello_seen: bool },
 }
 
@@ -140,11 +144,13 @@ impl HandshakeTable {
             }
         }
         if table.entries.len() >= self.limits.max {
+            let heaviest = table.per_source.values().copied().max().unwrap_or(0);
+            let of_heaviest = |e: &&Entry| table.per_source.get(&e.source) == Some(&heaviest);
             let victim = table
                 .entries
                 .iter()
-                .find(|(_, e)| !e.hello_seen)
-                .or_else(|| table.entries.iter().next())
+                .find(|(_, e)| of_heaviest(e) && !e.hello_seen)
+                .or_else(|| table.entries.iter().find(|(_, e)| of_heaviest(e)))
                 .map(|(id, e)| (*id, e.hello_seen));
             if let Some((id, hello_seen)) = victim {
                 table.evict(id);
@@ -293,6 +299,33 @@ mod tests {
             "older, but it sent its ClientHello"
         );
         assert_eq!(table.len(), 3, "never more than max");
+    }
+
+    #[test]
+    fn a_full_table_evicts_from_the_source_holding_the_most_even_its_handshakes() {
+        let table = HandshakeTable::new(HandshakeLimits {
+            max: 4,
+            per_source: 10,
+        });
+        // A flooder's three handshakes under way, then an honest sender that has not yet been
+        // read (silent, and the table's only silent connection).
+        let flood: Vec<_> = (0..3).map(|_| admitted(table.admit(v4(66))).0).collect();
+        for f in &flood {
+            f.hello_received();
+        }
+        let (honest, _) = admitted(table.admit(v4(1)));
+        let (more, evicted) = admitted(table.admit(v4(66)));
+        assert_eq!(evicted, Some(Evicted::Oldest { hello_seen: true }));
+        assert!(flood[0].evict.is_cancelled(), "the flooder's oldest went");
+        assert!(
+            !honest.evict.is_cancelled(),
+            "one connection of its address stays"
+        );
+        // Within the heaviest source, a silent connection goes before its handshakes.
+        let (_other, evicted) = admitted(table.admit(v4(2)));
+        assert_eq!(evicted, Some(Evicted::Oldest { hello_seen: false }));
+        assert!(more.evict.is_cancelled() && !flood[1].evict.is_cancelled());
+        assert!(!honest.evict.is_cancelled());
     }
 
     #[test]
