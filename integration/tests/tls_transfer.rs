@@ -7,8 +7,9 @@ use std::process::Command;
 
 use crashdrop_formats::synth::{write_synthetic_vmcore, SynthSpec};
 use crashdrop_integration::{
-    assert_sent, bin_path, compare_with_source, fixture_dumps, makedumpfile_dump_dmesg,
-    require_tools, run, run_crash, sender, skip, stored_dumps, Receiver, TestCerts,
+    assert_sent, bin_path, compare_with_source, fixture_dumps, kdump_bitmaps,
+    makedumpfile_compress, makedumpfile_dump_dmesg, require_tools, run, run_crash, sender, skip,
+    stored_dumps, Receiver, TestCerts,
 };
 
 fn verify(store: &Path, dump_dir: &Path) -> std::process::Output {
@@ -206,5 +207,22 @@ fn fixture_dumps_are_stored_so_that_crash_and_makedumpfile_open_them() {
             "{log}"
         );
         assert!(verify(&store, &dump).status.success());
+
+        // makedumpfile takes the stored dump as input again (how sites shrink old dumps): at
+        // -d 31 it selects the same pages from it as from the source vmcore.
+        let refiltered = work.path().join("refiltered-d31.kdump");
+        makedumpfile_compress(&dump.join("vmcore"), &refiltered, 31)
+            .unwrap_or_else(|e| panic!("makedumpfile -c -d 31 on the stored dump: {e}"));
+        let from_source = work.path().join("source-d31.kdump");
+        makedumpfile_compress(&vmcore, &from_source, 31).unwrap_or_else(|e| panic!("{e}"));
+        let (refiltered, from_source) = (kdump_bitmaps(&refiltered), kdump_bitmaps(&from_source));
+        assert_eq!(refiltered.0, from_source.0, "re-filtered max_mapnr");
+        assert!(
+            refiltered.2 == from_source.2,
+            "{}: the stored dump re-filtered at -d 31 keeps {} pages, the source {}",
+            fixture.name,
+            refiltered.2.count_ones(),
+            from_source.2.count_ones()
+        );
     }
 }
