@@ -10,8 +10,8 @@ size=${DEMO_SIZE:-256MiB}
 work=target/demo
 bin=target/release
 
-echo "== building (release)"
-cargo build --release --bins --quiet
+echo "== building (release; the first build takes about 8 minutes on 2 cores, later ones seconds)"
+cargo build --release --bins
 rm -rf "$work"
 mkdir -p "$work"
 

@@ -205,6 +205,26 @@ impl ChildGuard {
         }
     }
 
+    /// Sends the signal `name` (e.g. "HUP") without waiting for anything.
+    pub fn signal(&self, name: &str) {
+        if self.status.is_some() {
+            return;
+        }
+        // The shell's builtin `kill`, as in `terminate`.
+        let sent = Command::new("sh")
+            .args([
+                "-c",
+                &format!("kill -{name} \"$0\""),
+                &self.child.id().to_string(),
+            ])
+            .status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "kill -{name} {} failed",
+            self.name
+        );
+    }
+
     /// Kills the child (SIGKILL) and reaps it.
     pub fn kill(&mut self) -> io::Result<ExitStatus> {
         if let Some(status) = self.status {

@@ -9,25 +9,67 @@ use crashdrop_certs::CertPaths;
 use crashdrop_formats::kdump::{KdumpReader, PageRead};
 use crashdrop_formats::{Bitmap, DumpLevel, ElfVmcore, PageFilter, PageSelection};
 
-use crate::child::{listen_addr, spawn_until_line, ChildGuard};
+use crate::child::{listen_addr, spawn_until_line, ChildGuard, START_TIMEOUT};
 use crate::test_certs::TestCerts;
+use crate::test_ssh::{ssh_sender_to, TestSshKeys};
 use crate::workspace::bin_path;
 
 /// A running `crashdropd serve` on 127.0.0.1 with a port the OS picked.
 pub struct Receiver {
     pub guard: ChildGuard,
     pub addr: SocketAddr,
+    /// The SSH listener, when started with [`Receiver::start_with_ssh`].
+    pub ssh_addr: Option<SocketAddr>,
     pub store: PathBuf,
 }
 
 impl Receiver {
     /// Starts `crashdropd serve` with the test PKI; `extra` are more `serve` flags.
     pub fn start(store: &Path, certs: &TestCerts, extra: &[&str]) -> Receiver {
-        Self::start_on("127.0.0.1:0", store, certs, extra)
+        Receiver::spawn("127.0.0.1:0", store, certs, None, extra)
     }
 
     /// [`Receiver::start`] listening on `listen` (e.g. a port a sender is already dialling).
     pub fn start_on(listen: &str, store: &Path, certs: &TestCerts, extra: &[&str]) -> Receiver {
+        Receiver::spawn(listen, store, certs, None, extra)
+    }
+
+    /// [`Receiver::start`] with an SSH listener on 127.0.0.1:0 beside TLS, using `keys`' host
+    /// key and authorized-keys file.
+    pub fn start_with_ssh(
+        store: &Path,
+        certs: &TestCerts,
+        keys: &TestSshKeys,
+        extra: &[&str],
+    ) -> Receiver {
+        Receiver::spawn(
+            "127.0.0.1:0",
+            store,
+            certs,
+            Some((keys, "127.0.0.1:0")),
+            extra,
+        )
+    }
+
+    /// [`Receiver::start_with_ssh`] with the SSH listener on `ssh_listen` (e.g. the port of a
+    /// receiver that was killed, which a sender keeps dialling).
+    pub fn start_with_ssh_on(
+        ssh_listen: &str,
+        store: &Path,
+        certs: &TestCerts,
+        keys: &TestSshKeys,
+        extra: &[&str],
+    ) -> Receiver {
+        Receiver::spawn("127.0.0.1:0", store, certs, Some((keys, ssh_listen)), extra)
+    }
+
+    fn spawn(
+        listen: &str,
+        store: &Path,
+        certs: &TestCerts,
+        ssh: Option<(&TestSshKeys, &str)>,
+        extra: &[&str],
+    ) -> Receiver {
         let mut cmd = Command::new(bin_path("crashdropd"));
         cmd.arg("serve")
             .arg("--store")
@@ -39,18 +81,31 @@ impl Receiver {
             .arg(&certs.receiver.key)
             .arg("--client-ca")
             .arg(&certs.ca.cert)
+            .args(
+                ssh.map(|(keys, listen)| keys.serve_args_on(listen))
+                    .unwrap_or_default(),
+            )
             .args(extra);
         // Tests not about disk space must not depend on how full the machine running them is.
         if !extra.contains(&"--min-free") {
             cmd.args(["--min-free", "0"]);
         }
-        let (guard, line) = spawn_until_line("crashdropd", &mut cmd, "listening tls ")
+        let (mut guard, line) = spawn_until_line("crashdropd", &mut cmd, "listening tls ")
             .unwrap_or_else(|e| panic!("crashdropd did not start: {e}"));
         let addr = listen_addr(&line, "listening tls ")
             .unwrap_or_else(|| panic!("unexpected first line from crashdropd: {line:?}"));
+        // The SSH listener's line follows the TLS one.
+        let ssh_addr = ssh.map(|_| {
+            let line = guard
+                .wait_for_line("listening ssh ", START_TIMEOUT)
+                .unwrap_or_else(|e| panic!("crashdropd did not listen for SSH: {e}"));
+            listen_addr(&line, "listening ssh ")
+                .unwrap_or_else(|| panic!("unexpected SSH line from crashdropd: {line:?}"))
+        });
         Receiver {
             guard,
             addr,
+            ssh_addr,
             store: store.to_owned(),
         }
     }
@@ -59,9 +114,53 @@ impl Receiver {
         format!("tls://{}", self.addr)
     }
 
+    /// `ssh://127.0.0.1:PORT` of the SSH listener.
+    pub fn ssh_url(&self) -> String {
+        let addr = self
+            .ssh_addr
+            .unwrap_or_else(|| panic!("this receiver was started without SSH"));
+        format!("ssh://{addr}")
+    }
+
+    /// A `crashdrop-send` command to the SSH listener as `host`, pinning the real host key.
+    pub fn ssh_sender(&self, keys: &TestSshKeys, host: &str, vmcore: &Path, level: u8) -> Command {
+        ssh_sender_to(
+            &self.ssh_url(),
+            keys.identity(host),
+            &keys.host_key.line,
+            vmcore,
+            level,
+        )
+    }
+
     /// Everything the receiver logged so far.
     pub fn log(&self) -> String {
         self.guard.stderr_text()
+    }
+
+    /// Waits up to 20 s until the log mentions `needle` at least `count` times; returns the log.
+    pub fn wait_for_log(&self, needle: &str, count: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "crashdropd never logged {needle:?} {count} times:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGHUP (reload the authorized keys, policies and CRLs) and waits for the receiver to
+    /// log that it reloaded `what` (e.g. "SSH authorized keys").
+    pub fn reload(&self, what: &str) {
+        let needle = format!("reloaded {what} on SIGHUP");
+        let before = self.log().matches(&needle).count();
+        self.guard.signal("HUP");
+        self.wait_for_log(&needle, before + 1);
     }
 }
 

@@ -69,8 +69,11 @@ fn stored_fixture_dumps_carry_their_kernel_log() {
             crash["kernel_release"], record["kernel_release"],
             "{record:#}"
         );
-        assert_eq!(crash["task"], "init", "{record:#}");
-        assert_eq!(crash["cpu"], 1, "{record:#}");
+        // The crashing task and CPU as the reference log's own "CPU: N PID: P Comm: TASK" line
+        // says (they differ from one capture to the next).
+        let (cpu, task) = crashing_task(&fixture.dmesg_txt);
+        assert_eq!(crash["task"], task.as_str(), "{record:#}");
+        assert_eq!(crash["cpu"], cpu, "{record:#}");
         assert!(crash["seconds_after_boot"].as_f64().is_some(), "{record:#}");
 
         // Byte for byte: same prefix, escaping and unindented continuation lines.
@@ -100,4 +103,17 @@ fn stored_fixture_dumps_carry_their_kernel_log() {
             "crashdropd dmesg printed another log"
         );
     }
+}
+
+/// The CPU and task of the first `CPU: N PID: P Comm: TASK` line of a reference log.
+fn crashing_task(dmesg: &std::path::Path) -> (u64, String) {
+    let text = std::fs::read_to_string(dmesg).expect("fixture dmesg.txt");
+    text.lines()
+        .find_map(|line| {
+            let rest = &line[line.find("CPU: ")? + "CPU: ".len()..];
+            let (cpu, rest) = rest.split_once(' ')?;
+            let task = rest.split_once("Comm: ")?.1.split_whitespace().next()?;
+            Some((cpu.parse().ok()?, task.to_string()))
+        })
+        .expect("the reference log names the crashing task (CPU: N PID: P Comm: TASK)")
 }

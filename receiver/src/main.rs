@@ -18,7 +18,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("crashdropd: error: {e:#}");
+            eprintln!(
+                "crashdropd: error: {}",
+                crashdrop_receiver::cli::error_line(&e)
+            );
             ExitCode::FAILURE
         }
     }

@@ -17,7 +17,8 @@ pub mod exit {
     pub const REFUSED: u8 = 4;
     /// The receiver could not be reached, or the transfer was interrupted.
     pub const UNREACHABLE: u8 = 5;
-    /// The TLS files given to us (--ca, --cert, --key) are unusable.
+    /// The credentials given to us are unusable: TLS files (--ca, --cert, --key), the SSH
+    /// --identity key, --server-key or --known-hosts.
     pub const BAD_CREDENTIALS: u8 = 6;
 }
 

@@ -5,33 +5,41 @@ mod pages;
 mod progress;
 mod retry;
 mod source;
+#[cfg(feature = "ssh")]
+mod ssh;
 mod tls;
 mod tls_explain;
+mod transport;
 mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 use crate::error::SendError;
 use crate::source::DumpSource;
 use crate::tls::TlsFiles;
+use crate::transport::{ReceiverUrl, Transport};
 use crate::upload::{Sent, Uploader};
 
 /// Streams a Linux kernel crash dump (/proc/vmcore in a kdump capture kernel) to crashdropd over
-/// mutual TLS. Pages are filtered by dump level, compressed with zstd, checksummed, and
+/// mutual TLS or SSH. Pages are filtered by dump level, compressed with zstd, checksummed, and
 /// acknowledged by the receiver only once they are on its disk.
 ///
 /// Exit codes: 0 dump complete on the receiver; 1 unexpected failure; 2 bad command line
 /// (including a malformed --receiver or a --dump-level outside 0..=31); 3 the vmcore is
 /// unreadable or unsupported, or lacks a VMCOREINFO key the dump level needs; 4 the receiver
-/// refused (certificate, protocol version, invalid dump, digest mismatch); 5 receiver
-/// unreachable or the transfer kept failing for all of --retry-for; 6 unusable TLS files.
+/// refused (certificate, protocol version, invalid dump, digest mismatch, SSH host key not the
+/// pinned one, SSH key not authorized); 5 receiver unreachable or the transfer kept failing for
+/// all of --retry-for; 6 unusable credentials (TLS files, --identity, --server-key,
+/// --known-hosts).
 #[derive(Parser, Debug)]
 #[command(name = "crashdrop-send", version, about, long_about)]
 struct Args {
-    /// The receiver, as tls://HOST:PORT (HOST may be a name, an IPv4 address or [IPv6]).
+    /// The receiver, as tls://HOST:PORT or ssh://[USER@]HOST[:PORT] (HOST may be a name, an
+    /// IPv4 address or [IPv6]; the SSH port defaults to 7422, crashdropd's SSH listener).
     #[arg(
         long,
         value_name = "URL",
@@ -39,15 +47,31 @@ struct Args {
         value_parser = check_receiver_url
     )]
     receiver: Option<String>,
-    /// CA certificate (PEM) that the receiver's certificate must chain to.
-    #[arg(long, value_name = "FILE", required_unless_present = "synthesize")]
+    /// TLS: CA certificate (PEM) that the receiver's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// This host's certificate (PEM), from `crashdrop-certs host`: it is the host's identity.
-    #[arg(long, value_name = "FILE", required_unless_present = "synthesize")]
+    /// TLS: this host's certificate (PEM), from `crashdrop-certs host`: the host's identity.
+    #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
-    /// This host's private key (PEM).
-    #[arg(long, value_name = "FILE", required_unless_present = "synthesize")]
+    /// TLS: this host's private key (PEM).
+    #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// SSH: this host's private key (OpenSSH format, no passphrase), from
+    /// `crashdrop-certs ssh-client-key`: the host's identity.
+    #[arg(long, value_name = "KEY_FILE")]
+    identity: Option<PathBuf>,
+    /// SSH: the receiver's host key, e.g. 'ssh-ed25519 AAAAC3Nza...' (printed by
+    /// `crashdrop-certs ssh-host-key`). Any other key is refused.
+    #[arg(long, value_name = "KEY", conflicts_with = "known_hosts")]
+    server_key: Option<String>,
+    /// SSH: an OpenSSH known_hosts file holding the receiver's host key (hashed entries and
+    /// [HOST]:PORT entries included), instead of --server-key.
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// SSH: run the receiver through a command (an OpenSSH authorized_keys line with
+    /// command="crashdropd stdio ...") instead of crashdropd's `crashdrop` subsystem.
+    #[arg(long)]
+    ssh_command: bool,
     /// Name to verify the receiver's certificate against, when it differs from the HOST in
     /// --receiver (capture kernels often dial an IP address without DNS).
     #[arg(long, value_name = "NAME")]
@@ -90,6 +114,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some((kind, message)) = transport_flag_problem(&args) {
+        Args::command().error(kind, message).exit();
+    }
     let result = match &args.synthesize {
         Some(path) => synthesize(path, args.size, args.seed),
         None => send(&args),
@@ -151,31 +178,13 @@ fn synthesis_report(
 }
 
 fn send(args: &Args) -> Result<(), SendError> {
-    let required = |v: &Option<PathBuf>, flag: &str| {
-        v.clone()
-            .ok_or_else(|| SendError::Other(format!("{flag} is required")))
-    };
     source::check_dump_level(args.dump_level)?;
     let receiver = args
         .receiver
         .as_deref()
         .ok_or_else(|| SendError::Other("--receiver is required".into()))?;
-    let (address, host) = parse_receiver(receiver)?;
-    let server_name = args.server_name.clone().unwrap_or(host);
-    let (ca, cert, key) = (
-        required(&args.ca, "--ca")?,
-        required(&args.cert, "--cert")?,
-        required(&args.key, "--key")?,
-    );
-    let versions: Vec<u16> = (1..=args.protocol_version).rev().collect();
-    let config = tls::client_config(
-        &TlsFiles {
-            ca: &ca,
-            cert: &cert,
-            key: &key,
-        },
-        &versions,
-    )?;
+    let transport = transport_for(args, ReceiverUrl::parse(receiver)?)?;
+    let address = transport.address().to_owned();
     let source = DumpSource::open(&args.vmcore, args.dump_level)?;
     eprintln!(
         "sending {} (dump {}, level {}, {} pages) to {address}",
@@ -191,9 +200,7 @@ fn send(args: &Args) -> Result<(), SendError> {
     let io_timeout = std::time::Duration::from_secs(args.io_timeout.max(1));
     let sent = runtime.block_on(send_with_retry(
         &source,
-        config,
-        &address,
-        &server_name,
+        &transport,
         args.retry_for,
         io_timeout,
         args.protocol_version,
@@ -215,9 +222,7 @@ fn send(args: &Args) -> Result<(), SendError> {
 /// end of `retry_for`. Each attempt resumes where the receiver's durable copy ends.
 async fn send_with_retry(
     source: &DumpSource,
-    config: std::sync::Arc<rustls::ClientConfig>,
-    address: &str,
-    server_name: &str,
+    transport: &Transport,
     retry_for: std::time::Duration,
     io_timeout: std::time::Duration,
     max_version: u16,
@@ -229,23 +234,8 @@ async fn send_with_retry(
         attempt += 1;
         let chunks_before = known.len();
         let outcome = async {
-            let stream = tokio::time::timeout(
-                io_timeout,
-                tls::connect(config.clone(), address, server_name),
-            )
-            .await
-            .map_err(|_| {
-                SendError::Retryable(format!(
-                    "no TLS session with {address} within {}s",
-                    io_timeout.as_secs()
-                ))
-            })??;
-            let alpn = stream
-                .get_ref()
-                .1
-                .alpn_protocol()
-                .and_then(crashdrop_proto::alpn_version);
-            Uploader::new(stream, address, io_timeout)
+            let (stream, alpn) = transport.connect(io_timeout).await?;
+            Uploader::new(stream, transport.address(), io_timeout)
                 .versions(max_version, alpn)
                 .run(source, &mut known)
                 .await
@@ -287,28 +277,148 @@ fn attempts(n: u32) -> String {
 /// `--receiver` checked while the command line is parsed, so a malformed URL is a bad command
 /// line (exit 2) with clap's usage line, not a failure found later.
 fn check_receiver_url(url: &str) -> Result<String, String> {
-    parse_receiver(url)
+    ReceiverUrl::parse(url)
         .map(|_| url.to_owned())
         .map_err(|e| e.to_string())
 }
 
-/// `tls://HOST:PORT` → ("HOST:PORT" to connect to, "HOST" to verify).
-fn parse_receiver(url: &str) -> Result<(String, String), SendError> {
-    let bad = |why: &str| {
-        SendError::Other(format!(
-            "{url}: {why} (expected tls://HOST:PORT, e.g. tls://dumps.example:7420 or tls://[::1]:7420)"
-        ))
+/// Which transport's flags the command line mixes up, checked right after parsing so that it is
+/// a bad command line (exit 2, with clap's usage line): a flag the named transport needs is
+/// missing, or one of the other transport is given (refused rather than ignored).
+fn transport_flag_problem(args: &Args) -> Option<(ErrorKind, String)> {
+    let url = ReceiverUrl::parse(args.receiver.as_deref()?).ok()?;
+    // (whether given, flag) pairs: all of `needed` must be given, none of `foreign`.
+    type Flags<'a> = &'a [(bool, &'a str)];
+    let (scheme, needed, foreign): (_, Flags, Flags) = match url {
+        ReceiverUrl::Tls { .. } => (
+            "tls://",
+            &[
+                (args.ca.is_some(), "--ca FILE"),
+                (args.cert.is_some(), "--cert FILE"),
+                (args.key.is_some(), "--key FILE"),
+            ],
+            &[
+                (args.identity.is_some(), "--identity"),
+                (args.server_key.is_some(), "--server-key"),
+                (args.known_hosts.is_some(), "--known-hosts"),
+                (args.ssh_command, "--ssh-command"),
+            ],
+        ),
+        ReceiverUrl::Ssh { .. } => (
+            "ssh://",
+            &[
+                (args.identity.is_some(), "--identity KEY_FILE"),
+                (
+                    args.server_key.is_some() || args.known_hosts.is_some(),
+                    "--server-key 'ssh-ed25519 AAAA...' or --known-hosts FILE (the receiver's host key is pinned, never learnt)",
+                ),
+            ],
+            &[
+                (args.ca.is_some(), "--ca"),
+                (args.cert.is_some(), "--cert"),
+                (args.key.is_some(), "--key"),
+                (args.server_name.is_some(), "--server-name"),
+            ],
+        ),
     };
-    let rest = url
-        .strip_prefix("tls://")
-        .ok_or_else(|| bad("only the tls:// scheme is supported"))?;
-    let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-    port.parse::<u16>().map_err(|_| bad("bad port"))?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.is_empty() {
-        return Err(bad("no host"));
+    if let Some((_, flag)) = needed.iter().find(|(given, _)| !given) {
+        return Some((
+            ErrorKind::MissingRequiredArgument,
+            format!("{flag} is required with a {scheme} receiver"),
+        ));
     }
-    Ok((rest.to_owned(), bare.to_owned()))
+    foreign.iter().find(|(given, _)| *given).map(|(_, flag)| {
+        (
+            ErrorKind::ArgumentConflict,
+            format!("{flag} does not apply to a {scheme} receiver"),
+        )
+    })
+}
+
+/// The transport `--receiver` names, with its credentials loaded (so a bad file fails at once,
+/// before any connection). [`transport_flag_problem`] has checked the flags.
+fn transport_for(args: &Args, url: ReceiverUrl) -> Result<Transport, SendError> {
+    match url {
+        ReceiverUrl::Tls { address, host } => {
+            let required = |v: &Option<PathBuf>, flag: &str| {
+                v.clone()
+                    .ok_or_else(|| SendError::Other(format!("{flag} is required")))
+            };
+            let (ca, cert, key) = (
+                required(&args.ca, "--ca")?,
+                required(&args.cert, "--cert")?,
+                required(&args.key, "--key")?,
+            );
+            // The versions offered, newest first: the TLS ALPN list.
+            let versions: Vec<u16> = (1..=args.protocol_version).rev().collect();
+            let config = tls::client_config(
+                &TlsFiles {
+                    ca: &ca,
+                    cert: &cert,
+                    key: &key,
+                },
+                &versions,
+            )?;
+            Ok(Transport::Tls {
+                config,
+                address,
+                server_name: args.server_name.clone().unwrap_or(host),
+            })
+        }
+        ReceiverUrl::Ssh { user, host, port } => ssh_transport(args, user, host, port),
+    }
+}
+
+#[cfg(feature = "ssh")]
+fn ssh_transport(
+    args: &Args,
+    user: Option<String>,
+    host: String,
+    port: u16,
+) -> Result<Transport, SendError> {
+    let identity = args
+        .identity
+        .as_deref()
+        .ok_or_else(|| SendError::Other("--identity is required".into()))?;
+    let identity = ssh::load_identity(identity)?;
+    let pin = match (&args.server_key, &args.known_hosts) {
+        (Some(line), _) => ssh::ServerKeyPin::from_line(line)?,
+        (None, Some(path)) => ssh::ServerKeyPin::from_known_hosts(path, &host, port)?,
+        (None, None) => {
+            return Err(SendError::Other(
+                "--server-key or --known-hosts is required".into(),
+            ))
+        }
+    };
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let request = if args.ssh_command {
+        ssh::Request::Command
+    } else {
+        ssh::Request::Subsystem
+    };
+    Ok(Transport::Ssh(ssh::SshTarget::new(
+        address,
+        user.unwrap_or_else(|| ssh::DEFAULT_USER.to_owned()),
+        identity,
+        pin,
+        request,
+    )))
+}
+
+#[cfg(not(feature = "ssh"))]
+fn ssh_transport(
+    _args: &Args,
+    _user: Option<String>,
+    _host: String,
+    _port: u16,
+) -> Result<Transport, SendError> {
+    Err(SendError::Other(
+        "this crashdrop-send was built without SSH (cargo feature `ssh`); use a tls:// receiver or a build with the feature".into(),
+    ))
 }
 
 /// "256MiB", "4G", "1048576" → bytes.
@@ -338,20 +448,6 @@ fn parse_size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn receiver_urls_split_into_address_and_name() {
-        let (a, h) = parse_receiver("tls://dumps.example:7420").expect("dns");
-        assert_eq!(
-            (a.as_str(), h.as_str()),
-            ("dumps.example:7420", "dumps.example")
-        );
-        let (a, h) = parse_receiver("tls://[::1]:7420").expect("v6");
-        assert_eq!((a.as_str(), h.as_str()), ("[::1]:7420", "::1"));
-        assert!(parse_receiver("ssh://x:1").is_err());
-        assert!(parse_receiver("tls://x").is_err());
-        assert!(parse_receiver("tls://:7420").is_err());
-    }
 
     #[test]
     fn sizes_accept_binary_units() {

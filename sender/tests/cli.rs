@@ -70,7 +70,9 @@ fn dump_levels_above_31_are_a_bad_command_line_exit_2() {
 #[test]
 fn malformed_receiver_urls_are_a_bad_command_line_exit_2() {
     for (url, why) in [
-        ("192.0.2.10:7420", "only the tls:// scheme"),
+        ("192.0.2.10:7420", "only the tls:// and ssh:// schemes"),
+        ("ssh://192.0.2.10:ssh", "bad port"),
+        ("ssh://@192.0.2.10", "empty user name"),
         ("tls://192.0.2.10", "no port"),
         ("tls://192.0.2.10:http", "bad port"),
         ("tls://:7420", "no host"),
@@ -156,4 +158,68 @@ fn synthesize_writes_a_sample_vmcore() {
         level_31.count_ones()
     );
     assert!(err.contains(&claim), "{err}\nwanted: {claim}");
+}
+
+#[test]
+fn ssh_flags_missing_or_mixed_with_tls_ones_are_a_bad_command_line_exit_2() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--receiver", "ssh://127.0.0.1:9"], "--identity"),
+        (
+            &["--receiver", "ssh://127.0.0.1:9", "--identity", "id"],
+            "--server-key",
+        ),
+        (
+            &[
+                "--receiver",
+                "ssh://127.0.0.1:9",
+                "--identity",
+                "id",
+                "--known-hosts",
+                "kh",
+                "--ca",
+                "ca.pem",
+            ],
+            "--ca does not apply to a ssh:// receiver",
+        ),
+        (
+            &[
+                "--receiver",
+                "tls://127.0.0.1:9",
+                "--ca",
+                "a",
+                "--cert",
+                "b",
+                "--key",
+                "c",
+                "--identity",
+                "id",
+            ],
+            "--identity does not apply to a tls:// receiver",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = send().args(args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_unusable_ssh_identity_or_server_key_exits_6() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = dir.path().join("id_ed25519");
+    std::fs::write(&id, "not a key\n").expect("write");
+    let out = send()
+        .args(["--receiver", "ssh://127.0.0.1:9", "--identity"])
+        .arg(&id)
+        .args(["--server-key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("--identity") && err.contains("id_ed25519"),
+        "{err}"
+    );
 }
