@@ -27,9 +27,10 @@ impl DumpState {
     }
 }
 
-/// The contents of `dump.json`.
+/// The contents of `dump.json`. Fields this build does not know are kept, not refused: after a
+/// rollback to an older crashdropd, `list`, `verify` and resume still read the records a newer
+/// one wrote (and rewrite them without losing those fields).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct DumpRecord {
     pub host: String,
     pub dump_id: String,
@@ -78,6 +79,9 @@ pub struct DumpRecord {
     /// and holds a report we recognise; absent from older records.
     #[serde(default)]
     pub crash: Option<CrashSummary>,
+    /// Fields written by a newer crashdropd, kept as they are so a rewrite here keeps them.
+    #[serde(flatten)]
+    pub unknown: serde_json::Map<String, serde_json::Value>,
 }
 
 impl DumpRecord {
@@ -177,6 +181,7 @@ mod tests {
                 signature: "0123456789abcdef".into(),
                 ..CrashSummary::default()
             }),
+            unknown: serde_json::Map::new(),
         };
         record.save(&path).expect("save");
         assert_eq!(DumpRecord::load(&path).expect("load"), record);
@@ -200,5 +205,39 @@ mod tests {
         std::fs::write(&path, "{").expect("write");
         let err = DumpRecord::load(&path).expect_err("corrupt record must not load");
         assert!(err.to_string().contains("dump.json"), "{err}");
+    }
+
+    #[test]
+    fn a_record_from_a_newer_receiver_loads_and_keeps_its_unknown_fields() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dump.json");
+        let text = r#"{
+            "host": "web-7", "dump_id": "ab", "kernel_release": "6.1.0",
+            "crash_time": null, "crash_time_utc": null, "dump_level": 31, "page_size": 4096,
+            "max_mapnr": 10, "pages": 5, "pages_per_chunk": 256, "pages_stored": 5,
+            "bytes_on_wire": 1, "bytes_on_disk": 2, "store_compression": "zstd",
+            "digest": null, "state": "complete", "failure": null, "created": "c",
+            "updated": "u", "sessions": 1,
+            "priority_pages": {"chunks": [0, 7], "durable_at": "t"},
+            "crash": {"kind": "bug", "line": "BUG: x", "title": "BUG: x", "signature": "s",
+                      "future_crash_field": 3}
+        }"#;
+        std::fs::write(&path, text).expect("write");
+        let record = DumpRecord::load(&path).expect("a newer record loads");
+        assert_eq!(record.state, DumpState::Complete);
+        assert_eq!(
+            record.crash.as_ref().map(|c| c.title.as_str()),
+            Some("BUG: x")
+        );
+        assert_eq!(
+            record.unknown.keys().collect::<Vec<_>>(),
+            vec!["priority_pages"]
+        );
+        // Rewritten by this build (a resume, a kernel-log update), the newer field survives.
+        record.save(&path).expect("save");
+        let again: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        assert_eq!(again["priority_pages"]["chunks"][1], 7);
+        assert_eq!(DumpRecord::load(&path).expect("reload"), record);
     }
 }

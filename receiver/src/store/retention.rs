@@ -255,6 +255,7 @@ mod tests {
             digest_version: None,
             offer_digest: None,
             crash: None,
+            unknown: serde_json::Map::new(),
         };
         StoredDump {
             location: format!("{host}/{name}"),

@@ -195,6 +195,7 @@ impl DumpWriter {
             offer_digest: Some(to_hex(&offer_digest(manifest)?)),
             digest_version: Some(digest_version.as_u8()),
             crash: None,
+            unknown: serde_json::Map::new(),
         };
         let writer = DumpWriter::assemble(dir, location, manifest, layout, vmcore, record)?;
         writer.write_layout()?;
