@@ -133,10 +133,10 @@ mod tests {
     }
 
     fn store_with_dump() -> tempfile::TempDir {
-        let store = tempfile::tempdir().unwrap();
+        let store = tempfile::tempdir().expect("temp dir");
         let dump = store.path().join("web-7/2026-11-26T14-03-11Z-0a1b2c3d4e5f");
-        std::fs::create_dir_all(&dump).unwrap();
-        std::fs::write(dump.join("dump.json"), "{}").unwrap();
+        std::fs::create_dir_all(&dump).expect("dump dir");
+        std::fs::write(dump.join("dump.json"), "{}").expect("dump.json");
         store
     }
 
@@ -144,13 +144,13 @@ mod tests {
     fn a_dump_is_found_by_its_list_name_and_by_its_path() {
         let store = store_with_dump();
         let name = "web-7/2026-11-26T14-03-11Z-0a1b2c3d4e5f";
-        let by_name = dump_dir(store.path(), name).unwrap();
+        let by_name = dump_dir(store.path(), name).expect("found by name");
         assert_eq!(by_name, store.path().join(name));
         let full = store.path().join(name);
-        let by_path = dump_dir(store.path(), full.to_str().unwrap()).unwrap();
+        let by_path = dump_dir(store.path(), full.to_str().expect("utf-8")).expect("found by path");
         assert_eq!(
-            by_path.canonicalize().unwrap(),
-            full.canonicalize().unwrap()
+            by_path.canonicalize().expect("canonical"),
+            full.canonicalize().expect("canonical")
         );
     }
 
@@ -158,7 +158,7 @@ mod tests {
     fn a_missing_dump_is_named_and_points_to_list() {
         let store = store_with_dump();
         let err = dump_dir(store.path(), "web-7/nope")
-            .unwrap_err()
+            .expect_err("refused")
             .to_string();
         assert!(err.contains("no dump web-7/nope in store"), "{err}");
         assert!(err.contains("crashdropd list --store"), "{err}");
@@ -168,7 +168,9 @@ mod tests {
     fn paths_outside_the_store_and_traversal_are_refused() {
         let store = store_with_dump();
         for bad in ["../etc", "web-7/../../x", "/etc/ssh", "web-7"] {
-            let err = dump_dir(store.path(), bad).unwrap_err().to_string();
+            let err = dump_dir(store.path(), bad)
+                .expect_err("refused")
+                .to_string();
             assert!(err.contains("not a dump of store"), "{bad}: {err}");
         }
     }
@@ -176,9 +178,9 @@ mod tests {
     #[test]
     fn a_directory_without_dump_json_is_not_a_dump() {
         let store = store_with_dump();
-        std::fs::create_dir_all(store.path().join("web-7/empty")).unwrap();
+        std::fs::create_dir_all(store.path().join("web-7/empty")).expect("empty dir");
         let err = dump_dir(store.path(), "web-7/empty")
-            .unwrap_err()
+            .expect_err("refused")
             .to_string();
         assert!(err.contains("no dump.json"), "{err}");
     }
