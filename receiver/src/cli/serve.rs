@@ -410,6 +410,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = DumpStore::open(&config.store, config.store_compression)
         .with_context(|| format!("cannot open the store {}", config.store.display()))?
         .with_limits(config.store_limits.clone());
+    crate::store::probe_writable(&config.store)
+        .with_context(|| format!("cannot use the store {}", config.store.display()))?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let sessions = Arc::new(Semaphore::new(config.max_sessions));

@@ -74,6 +74,51 @@ pub enum StoreError {
     Format { path: PathBuf, why: String },
 }
 
+/// Creates `root` and any missing parents mode 0700 (dumps hold kernel memory, keys included);
+/// a path that exists but is not a directory is named as such, not as "File exists".
+fn create_private_dir_all(root: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if root.exists() && !root.is_dir() {
+        return Err(StoreError::Corrupt {
+            path: root.to_owned(),
+            why: "exists and is not a directory; give --store a directory (it is created if \
+                  missing)"
+                .into(),
+        });
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|source| StoreError::Io {
+            path: root.to_owned(),
+            source,
+        })
+}
+
+/// Checks at start-up that the receiver can really write `root` (a file is created, written,
+/// fsynced and removed), so that a read-only or foreign-owned store is found now and not when
+/// the first host crashes.
+pub fn probe_writable(root: &Path) -> Result<(), StoreError> {
+    let probe = root.join(format!(".crashdrop-write-probe-{}", std::process::id()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(b"crashdrop")?;
+            f.sync_all()
+        });
+    let removed = fs::remove_file(&probe);
+    written.and(removed).map_err(|source| StoreError::Io {
+        path: root.to_owned(),
+        source: std::io::Error::new(
+            source.kind(),
+            format!("the store is not writable by this process: {source}"),
+        ),
+    })
+}
+
 impl StoreError {
     /// Whether the store's filesystem is out of space (or the receiver's user out of its disk
     /// quota): retrying helps once space is freed, and the sender should be told so.
@@ -200,10 +245,7 @@ impl Drop for Lease {
 impl DumpStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: &Path, compression: StoreCompression) -> Result<DumpStore, StoreError> {
-        fs::create_dir_all(root).map_err(|source| StoreError::Io {
-            path: root.to_owned(),
-            source,
-        })?;
+        create_private_dir_all(root)?;
         Ok(DumpStore {
             root: root.to_owned(),
             compression,
