@@ -51,8 +51,30 @@ pub fn extract_in_background(dir: &Path, location: &str) {
     let spawned = std::thread::Builder::new()
         .name("kernel-log".into())
         .spawn(move || record_kernel_log(&dir, &owned));
-    if let Err(e) = spawned {
-        warn!(%location, error = %e, "kernel log not extracted: cannot start a thread");
+    match spawned {
+        Ok(thread) => {
+            if let Ok(mut running) = RUNNING.lock() {
+                running.retain(|t| !t.is_finished());
+                running.push(thread);
+            }
+        }
+        Err(e) => warn!(%location, error = %e, "kernel log not extracted: cannot start a thread"),
+    }
+}
+
+/// Extractions started by [`extract_in_background`] and not yet joined.
+static RUNNING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits for every extraction started so far (`crashdropd stdio` exits right after its one
+/// session; the daemon never needs to).
+pub fn wait_for_kernel_logs() {
+    let running = match RUNNING.lock() {
+        Ok(mut running) => std::mem::take(&mut *running),
+        Err(_) => return,
+    };
+    for thread in running {
+        let _ = thread.join();
     }
 }
 
