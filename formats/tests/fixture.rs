@@ -60,7 +60,11 @@ fn fixture_vmcore() -> Option<PathBuf> {
     let found = decompressed_fixture();
     if found.is_none() {
         let zst = fixtures_dir().join("kdump-6.1-cloud/vmcore.zst");
-        skip(&format!("{} not found", zst.display()));
+        skip(&format!(
+            "{} not found: these known-answer tests check the facts its README states about the \
+             shared fixture kdump-6.1-cloud (other dumps are tested by crashdrop-integration)",
+            zst.display()
+        ));
     }
     found
 }

@@ -42,7 +42,7 @@ pub use fixtures::{decompressed, fixture_dumps, fixture_vmlinux, fixtures_dir, F
 pub use kernel_log::{normalize_log, release_from_log};
 pub use like_makedumpfile::{assert_stored_like_makedumpfile, kdump_bitmaps};
 pub use makedumpfile::{makedumpfile_compress, makedumpfile_dump_dmesg, makedumpfile_with};
-pub use openssh::{openssh_client, openssh_client_available};
+pub use openssh::{openssh_client, openssh_client_available, Sshd};
 pub use proxy::{Fault, FaultProxy, ProxyStats};
 pub use raw_peer::{exchange_plain, Ending, RawPeer, Reply, REPLY_TIMEOUT};
 pub use test_certs::{TestCerts, RECEIVER_NAMES};

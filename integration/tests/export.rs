@@ -79,7 +79,15 @@ fn makedumpfile_reads_kdump_and_flattened_exports() {
             let out = export(&store, &dump, format, &out_path);
             assert_ok(&out, format);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(stderr.contains("16663 pages"), "{format}: {stderr}");
+            let record: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(store.join(&dump).join("dump.json")).expect("dump.json"),
+            )
+            .expect("dump.json parses");
+            let pages = record["pages"].as_u64().expect("dump.json pages");
+            assert!(
+                stderr.contains(&format!("{pages} pages")),
+                "{format}: the export must hold the dump's {pages} pages: {stderr}"
+            );
             assert_makedumpfile_log(&out_path, fixture, format);
         }
 

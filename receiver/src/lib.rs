@@ -9,6 +9,7 @@ pub mod log_limit;
 pub mod refusal;
 pub mod reload;
 pub mod revocation;
+pub mod server_cert;
 pub mod session;
 pub mod ssh;
 pub mod store;

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => crashdrop_receiver::cli::prune::run(args),
         Command::Dmesg(args) => crashdrop_receiver::cli::dmesg::run(args),
         Command::Export(args) => crashdrop_receiver::cli::export::run(args),
+        Command::Stdio(args) => crashdrop_receiver::cli::stdio::run(args),
     };
     match result {
         Ok(code) => code,

@@ -47,6 +47,18 @@ pub enum TlsSetupError {
     NoCrls { path: std::path::PathBuf },
     #[error(transparent)]
     Revocation(#[from] RevocationError),
+    #[error(transparent)]
+    ServerCert(#[from] crate::server_cert::ServerCertError),
+    #[error(
+        "receiver key {} does not belong to the receiver certificate {}: give --tls-key the key \
+         written beside that certificate",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
     #[error("receiver certificate {} / key {}: {source}", cert.display(), key.display())]
     Config {
         cert: std::path::PathBuf,
@@ -151,16 +163,29 @@ impl TlsFiles {
         })?;
         let policy = Arc::new(HostPolicy { revoked });
         let verifier = Arc::new(PolicyVerifier::new(webpki, policy.clone()));
-        let config_err = |source| TlsSetupError::Config {
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-            source,
+        let config_err = |source| match source {
+            rustls::Error::InconsistentKeys(_) => TlsSetupError::KeyMismatch {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            },
+            source => TlsSetupError::Config {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                source,
+            },
         };
+        let chain = load_certs(&self.cert)?;
+        let names = crate::server_cert::check(&self.cert, &chain[0])?;
+        tracing::info!(
+            certificate = %self.cert.display(),
+            names = %names.join(", "),
+            "receiver certificate: senders may dial these names"
+        );
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(config_err)?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(load_certs(&self.cert)?, load_key(&self.key)?)
+            .with_single_cert(chain, load_key(&self.key)?)
             .map_err(config_err)?;
         config.session_storage = sessions;
         Ok(TlsState {

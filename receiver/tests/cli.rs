@@ -84,3 +84,54 @@ fn serve_help_says_what_is_required_and_mentions_rust_log() {
     );
     assert!(text.contains("RUST_LOG"), "{text}");
 }
+
+/// `serve` with these certificate files and store; its exit status and stderr (it must refuse
+/// before listening, so it never runs long).
+fn serve_with(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    ca: &std::path::Path,
+    store: &std::path::Path,
+) -> (bool, String) {
+    let out = crashdropd()
+        .arg("serve")
+        .arg("--store")
+        .arg(store)
+        .args(["--tls-listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .arg("--client-ca")
+        .arg(ca)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_refuses_a_host_certificate_a_foreign_key_and_a_store_that_is_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = crashdrop_certs::init(dir.path(), &["127.0.0.1".to_string()]).expect("init");
+    let host = crashdrop_certs::issue_host(dir.path(), "web-7").expect("host");
+    let store = dir.path().join("store");
+
+    let (ok, err) = serve_with(&host.cert, &host.key, &pki.ca.cert, &store);
+    assert!(!ok && err.contains("lacks the serverAuth"), "{err}");
+    assert!(err.contains("web-7.pem"), "{err}");
+
+    let (ok, err) = serve_with(&pki.receiver.cert, &host.key, &pki.ca.cert, &store);
+    assert!(
+        !ok && err.contains("does not belong to the receiver certificate"),
+        "{err}"
+    );
+    assert!(!err.contains("KeyMismatch"), "no debug names: {err}");
+
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "").expect("file");
+    let (ok, err) = serve_with(&pki.receiver.cert, &pki.receiver.key, &pki.ca.cert, &file);
+    assert!(!ok && err.contains("is not a directory"), "{err}");
+    assert!(!err.contains("File exists"), "{err}");
+}

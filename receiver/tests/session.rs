@@ -301,6 +301,43 @@ async fn two_connections_never_write_one_dump_at_once() {
     assert_eq!(resume.state, ResumeState::Send);
 }
 
+/// Two `DumpStore`s on one root stand for two processes (the daemon and `crashdropd stdio`, or
+/// two stdio logins): they share no memory, only the directory lock (flock), which is per open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_store_never_write_one_dump_at_once() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dump = make_dump(&work.path().join("vmcore"));
+    let root = work.path().join("store");
+    let daemon = DumpStore::open(&root, StoreCompression::Zstd).expect("store");
+    let stdio = DumpStore::open(&root, StoreCompression::Zstd).expect("store");
+
+    let mut first = connect(&daemon, "web-2");
+    resume_point(first.offer(&dump).await);
+    let mut second = connect(&stdio, "web-2");
+    match second.offer(&dump).await {
+        Frame::Error(e) => assert_eq!(e.code, ErrorCode::Busy),
+        other => panic!("expected Busy from the other process's store, got {other:?}"),
+    }
+    // Nor may the other process's retention remove it meanwhile.
+    let held = crashdrop_receiver::store::retention::scan(
+        &root,
+        Some("web-2"),
+        std::time::SystemTime::now(),
+    )
+    .expect("scan");
+    assert_eq!(held.len(), 1);
+    assert!(
+        !stdio.remove(&held[0]).expect("remove"),
+        "removed a dump being written"
+    );
+
+    drop(first.framed);
+    let _ = first.server.await;
+    let mut retry = connect(&stdio, "web-2");
+    let resume = resume_point(retry.offer(&dump).await);
+    assert_eq!(resume.state, ResumeState::Send);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_out_of_order_is_a_protocol_error_and_stores_nothing() {
     let work = tempfile::tempdir().expect("tempdir");

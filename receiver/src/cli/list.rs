@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::groups;
-use crate::store::{summarize, CrashSummary, DumpRecord, DumpStore, StoreCompression};
+use crate::store::{summarize, CrashSummary, DumpRecord, DumpState, DumpStore, StoreCompression};
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
@@ -79,7 +79,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print_table(&dumps);
+        print_table(&args.store, &dumps);
     }
     if dumps.is_empty() && !args.json {
         eprintln!("no dumps in {}", args.store.display());
@@ -120,25 +120,109 @@ fn crash_from_log(dir: &Path, record: &DumpRecord) -> Option<CrashSummary> {
     summarize(&String::from_utf8_lossy(&log))
 }
 
-fn print_table(dumps: &[Listed]) {
-    println!(
-        "{:<24} {:<20} {:<28} {:>5} {:<9} {:>10} {:>10}  {:<44}  TITLE",
-        "HOST", "CRASH TIME (UTC)", "KERNEL", "LEVEL", "STATE", "PAGES", "SIZE", "DUMP"
-    );
-    for d in dumps {
-        let r = &d.record;
-        println!(
-            "{:<24} {:<20} {:<28} {:>5} {:<9} {:>10} {:>10}  {:<44}  {}",
-            r.host,
-            r.crash_time_utc.as_deref().unwrap_or("unknown"),
-            r.kernel_release,
-            r.dump_level,
-            r.state.as_str(),
-            format!("{}/{}", r.pages_stored, r.pages),
-            human_bytes(r.bytes_on_disk),
-            d.location,
-            d.crash.as_ref().map_or("-", |c| c.title.as_str()),
-        );
+const HEADER: [&str; 10] = [
+    "HOST",
+    "CRASH TIME (UTC)",
+    "KERNEL",
+    "LEVEL",
+    "STATE",
+    "PAGES",
+    "SIZE",
+    "IDLE",
+    "DUMP",
+    "TITLE",
+];
+/// Columns printed right-aligned (numbers).
+const RIGHT: [bool; 10] = [
+    false, false, false, true, false, true, true, true, false, false,
+];
+
+fn print_table(root: &Path, dumps: &[Listed]) {
+    let now = std::time::SystemTime::now();
+    let rows: Vec<[String; 10]> = dumps.iter().map(|d| table_row(root, d, now)).collect();
+    for line in format_table(&rows) {
+        println!("{line}");
+    }
+}
+
+/// The header and `rows`, each column as wide as its widest cell; the last is not padded.
+fn format_table(rows: &[[String; 10]]) -> Vec<String> {
+    let header = HEADER.map(str::to_string);
+    let mut widths = [0usize; 10];
+    for row in std::iter::once(&header).chain(rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    std::iter::once(&header)
+        .chain(rows)
+        .map(|row| {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell);
+                } else if RIGHT[i] {
+                    line.push_str(&format!("{cell:>w$}  ", w = widths[i]));
+                } else {
+                    line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                }
+            }
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
+fn table_row(root: &Path, d: &Listed, now: std::time::SystemTime) -> [String; 10] {
+    let r = &d.record;
+    let dir = root.join(&d.location);
+    let complete = r.state == DumpState::Complete;
+    // Until a dump completes its record holds no size: show what its file takes on disk, and
+    // how long nothing has been written to it (stale transfers are pruned after stale_after).
+    let (size, idle) = if complete {
+        (r.bytes_on_disk, "-".to_string())
+    } else {
+        let vmcore = std::fs::metadata(dir.join("vmcore")).ok();
+        let size = vmcore.as_ref().map_or(0, |m| {
+            use std::os::unix::fs::MetadataExt;
+            m.blocks() * 512
+        });
+        let last_write = ["vmcore", "progress", "dump.json"]
+            .iter()
+            .filter_map(|f| {
+                std::fs::metadata(dir.join(f))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
+            .max();
+        let idle = last_write
+            .and_then(|t| now.duration_since(t).ok())
+            .map_or("?".to_string(), |age| human_age(age.as_secs()));
+        (size, idle)
+    };
+    [
+        r.host.clone(),
+        r.crash_time_utc.as_deref().unwrap_or("unknown").to_string(),
+        r.kernel_release.clone(),
+        r.dump_level.to_string(),
+        r.state.as_str().to_string(),
+        format!("{}/{}", r.pages_stored, r.pages),
+        human_bytes(size),
+        idle,
+        d.location.clone(),
+        d.crash
+            .as_ref()
+            .map_or("-", |c| c.title.as_str())
+            .to_string(),
+    ]
+}
+
+/// 59 → "59s", 7200 → "2h", 900000 → "10d".
+fn human_age(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
     }
 }
 
@@ -184,6 +268,46 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_columns_stay_aligned_with_large_numbers() {
+        let row = |pages: &str, host: &str| -> [String; 10] {
+            [
+                host,
+                "2026-11-26T14:03:11Z",
+                "6.1.0",
+                "31",
+                "complete",
+                pages,
+                "1.0 GiB",
+                "-",
+                "h/d",
+                "Oops",
+            ]
+            .map(str::to_string)
+        };
+        let lines = format_table(&[
+            row("12345678901/12345678901", "a"),
+            row("1/1", "a-much-longer-host-name.example.com"),
+        ]);
+        let dump_column: Vec<usize> = lines.iter().map(|l| l.find("h/d").unwrap_or(0)).collect();
+        assert_eq!(dump_column[1], dump_column[2], "{lines:#?}");
+        assert_eq!(lines[0].find("DUMP"), Some(dump_column[1]), "{lines:#?}");
+        // Numbers are right-aligned: both PAGES cells end in the same column.
+        let end = |l: &str, cell: &str| l.find(cell).map(|i| i + cell.len());
+        assert_eq!(
+            end(&lines[1], "12345678901/12345678901"),
+            end(&lines[2], " 1/1"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(human_age(59), "59s");
+        assert_eq!(human_age(7200), "2h");
+        assert_eq!(human_age(900_000), "10d");
+    }
 
     #[test]
     fn human_bytes_picks_a_readable_unit() {

@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `list`, `verify`, `dmesg`, `export`.
+//! Command-line interface: `serve`, `stdio`, `list`, `verify`, `dmesg`, `export`, `prune`.
 
 pub mod dmesg;
 pub mod export;
@@ -6,6 +6,7 @@ pub mod groups;
 pub mod list;
 pub mod prune;
 pub mod serve;
+pub mod stdio;
 pub mod verify;
 
 use std::path::{Component, Path, PathBuf};
@@ -47,6 +48,10 @@ pub enum Command {
     /// Write a stored dump as ELF, kdump-compressed with zlib or raw pages, or a flattened
     /// stream, for tools that cannot read zstd pages (Debian 12's makedumpfile, gdb, drgn).
     Export(export::ExportArgs),
+    /// Serve one sender on stdin/stdout: the forced command of an OpenSSH authorized_keys line,
+    /// for sites that keep their own sshd (`restrict,command="crashdropd stdio --store DIR
+    /// --host NAME" ssh-ed25519 AAAA...`). The same store, limits and locks as `serve`.
+    Stdio(stdio::StdioArgs),
 }
 
 /// An error and its causes on one line, each cause once: many errors here name their source in

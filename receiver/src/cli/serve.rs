@@ -355,6 +355,13 @@ impl ServeConfig {
     }
 }
 
+/// The config file's settings `crashdropd stdio` takes besides the store and its limits:
+/// (store_compression, idle_timeout_secs).
+pub fn stdio_settings(path: &Path) -> anyhow::Result<(Option<StoreCompression>, Option<u64>)> {
+    let file = load_config(path)?;
+    Ok((file.store_compression, file.idle_timeout_secs))
+}
+
 fn load_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -410,6 +417,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = DumpStore::open(&config.store, config.store_compression)
         .with_context(|| format!("cannot open the store {}", config.store.display()))?
         .with_limits(config.store_limits.clone());
+    crate::store::probe_writable(&config.store)
+        .with_context(|| format!("cannot use the store {}", config.store.display()))?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let sessions = Arc::new(Semaphore::new(config.max_sessions));

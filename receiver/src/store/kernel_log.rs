@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use crashdrop_formats::dmesg::{kernel_log, DmesgError};
 use crashdrop_formats::kdump::{KdumpError, KdumpReader};
@@ -64,6 +64,7 @@ pub fn extract_in_background(dir: &Path, location: &str) {
             .spawn(move || {
                 for (dir, location) in jobs {
                     record_kernel_log(&dir, &location);
+                    PENDING.finished();
                 }
             });
         match spawned {
@@ -74,17 +75,63 @@ pub fn extract_in_background(dir: &Path, location: &str) {
             }
         }
     });
-    let queued = worker
-        .as_ref()
-        .map(|queue| queue.try_send((dir.to_owned(), location.to_owned())));
-    match queued {
-        Some(Ok(())) | None => {}
-        Some(Err(TrySendError::Full(_))) => warn!(
-            %location,
-            "kernel log not extracted: {EXTRACTION_QUEUE} dumps already wait for extraction"
-        ),
-        Some(Err(TrySendError::Disconnected(_))) => {
-            warn!(%location, "kernel log not extracted: the extraction worker is gone")
+    let Some(queue) = worker else { return };
+    PENDING.started();
+    match queue.try_send((dir.to_owned(), location.to_owned())) {
+        Ok(()) => {}
+        Err(e) => {
+            PENDING.finished();
+            match e {
+                TrySendError::Full(_) => warn!(
+                    %location,
+                    "kernel log not extracted: {EXTRACTION_QUEUE} dumps already wait for extraction"
+                ),
+                TrySendError::Disconnected(_) => {
+                    warn!(%location, "kernel log not extracted: the extraction worker is gone")
+                }
+            }
+        }
+    }
+}
+
+/// Extractions queued and not finished.
+static PENDING: Pending = Pending {
+    count: Mutex::new(0),
+    idle: Condvar::new(),
+};
+
+struct Pending {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Pending {
+    fn started(&self) {
+        if let Ok(mut count) = self.count.lock() {
+            *count += 1;
+        }
+    }
+
+    fn finished(&self) {
+        if let Ok(mut count) = self.count.lock() {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.idle.notify_all();
+            }
+        }
+    }
+}
+
+/// Waits for every extraction queued so far (`crashdropd stdio` exits right after its one
+/// session; the daemon never needs to).
+pub fn wait_for_kernel_logs() {
+    let Ok(mut count) = PENDING.count.lock() else {
+        return;
+    };
+    while *count > 0 {
+        match PENDING.idle.wait(count) {
+            Ok(c) => count = c,
+            Err(_) => return,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod admission;
 mod kernel_log;
+pub mod lock;
 mod progress;
 mod record;
 pub mod retention;
@@ -26,7 +27,8 @@ use crashdrop_proto::{DumpManifest, HostName};
 pub use admission::StoreLimits;
 
 pub use kernel_log::{
-    extract_in_background, read_kernel_log, record_kernel_log, KernelLogError, KERNEL_LOG_FILE,
+    extract_in_background, read_kernel_log, record_kernel_log, wait_for_kernel_logs,
+    KernelLogError, KERNEL_LOG_FILE,
 };
 pub use progress::{ChunkRecord, ProgressJournal};
 pub use record::{crash_time_dir_name, now_rfc3339, DumpRecord, DumpState};
@@ -72,6 +74,51 @@ pub enum StoreError {
     Corrupt { path: PathBuf, why: String },
     #[error("{}: {why}", path.display())]
     Format { path: PathBuf, why: String },
+}
+
+/// Creates `root` and any missing parents mode 0700 (dumps hold kernel memory, keys included);
+/// a path that exists but is not a directory is named as such, not as "File exists".
+fn create_private_dir_all(root: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if root.exists() && !root.is_dir() {
+        return Err(StoreError::Corrupt {
+            path: root.to_owned(),
+            why: "exists and is not a directory; give --store a directory (it is created if \
+                  missing)"
+                .into(),
+        });
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|source| StoreError::Io {
+            path: root.to_owned(),
+            source,
+        })
+}
+
+/// Checks at start-up that the receiver can really write `root` (a file is created, written,
+/// fsynced and removed), so that a read-only or foreign-owned store is found now and not when
+/// the first host crashes.
+pub fn probe_writable(root: &Path) -> Result<(), StoreError> {
+    let probe = root.join(format!(".crashdrop-write-probe-{}", std::process::id()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(b"crashdrop")?;
+            f.sync_all()
+        });
+    let removed = fs::remove_file(&probe);
+    written.and(removed).map_err(|source| StoreError::Io {
+        path: root.to_owned(),
+        source: std::io::Error::new(
+            source.kind(),
+            format!("the store is not writable by this process: {source}"),
+        ),
+    })
 }
 
 impl StoreError {
@@ -183,10 +230,12 @@ pub enum Begin {
     Busy { location: String },
 }
 
-/// Marks a dump directory as owned by one session; released on drop.
+/// Marks a dump directory as owned by one session of this process and, once it exists, locked
+/// against every other process ([`lock::DirLock`]); both released on drop.
 pub struct Lease {
     dir: PathBuf,
     active: Arc<Mutex<HashSet<PathBuf>>>,
+    lock: Option<lock::DirLock>,
 }
 
 impl Drop for Lease {
@@ -200,10 +249,7 @@ impl Drop for Lease {
 impl DumpStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: &Path, compression: StoreCompression) -> Result<DumpStore, StoreError> {
-        fs::create_dir_all(root).map_err(|source| StoreError::Io {
-            path: root.to_owned(),
-            source,
-        })?;
+        create_private_dir_all(root)?;
         Ok(DumpStore {
             root: root.to_owned(),
             compression,
@@ -244,11 +290,23 @@ impl DumpStore {
             Lease {
                 dir: dump.dir.clone(),
                 active: self.active.clone(),
+                lock: None,
             }
         };
-        let removed = retention::remove(dump);
-        drop(lease);
-        removed.map(|()| true)
+        // Another process (a daemon, `crashdropd stdio`) writing it: not ours to remove.
+        match lock::DirLock::try_lock(&dump.dir) {
+            Ok(Some(_locked)) => {
+                let removed = retention::remove(dump);
+                drop(lease);
+                removed.map(|()| true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(StoreError::Io {
+                path: dump.dir.clone(),
+                source,
+            }),
+        }
     }
 
     /// The directory name of a dump, relative to its host directory.
@@ -283,8 +341,34 @@ impl DumpStore {
             Lease {
                 dir: dir.clone(),
                 active: self.active.clone(),
+                lock: None,
             }
         };
+        // The directory exists from here on, locked by us, or another process holds it. A new
+        // one is removed again if admission refuses it (with its host directory, if new too).
+        let host_dir = dir.parent().map(Path::to_owned).unwrap_or_default();
+        let (fresh, fresh_host) = (!dir.exists(), !host_dir.exists());
+        create_private_dir(&dir)?;
+        let undo = |dir: &Path| {
+            if fresh {
+                let _ = fs::remove_dir_all(dir);
+                if fresh_host {
+                    let _ = fs::remove_dir(&host_dir);
+                }
+            }
+        };
+        let mut lease = lease;
+        match lock::DirLock::try_lock(&dir) {
+            Ok(Some(locked)) => lease.lock = Some(locked),
+            Ok(None) => return Ok(Begin::Busy { location }),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: dir.clone(),
+                    source,
+                }
+                .into())
+            }
+        }
         let record_path = dir.join("dump.json");
         if record_path.exists() {
             let record = DumpRecord::load(&record_path)?;
@@ -319,9 +403,10 @@ impl DumpStore {
             // A failed dump, or one whose transfer settings changed: start it over.
         }
         // Only new dumps (and restarts) are admitted; resumes above always proceed.
-        admission::admit(self, host, &layout, &dir)?;
-        let fresh = !dir.exists();
-        create_private_dir(&dir)?;
+        if let Err(e) = admission::admit(self, host, &layout, &dir) {
+            undo(&dir);
+            return Err(e);
+        }
         // Both new entries must survive a power cut: the dump directory in its host directory,
         // and a new host directory in the store root.
         if let Some(host_dir) = dir.parent() {
@@ -334,9 +419,7 @@ impl DumpStore {
             Ok(writer) => Ok(Begin::Receive(Box::new(writer.with_lease(lease)))),
             Err(e) => {
                 // Leave no record-less directory behind (we hold the lease on it).
-                if fresh {
-                    let _ = fs::remove_dir_all(&dir);
-                }
+                undo(&dir);
                 Err(e)
             }
         }
