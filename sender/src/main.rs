@@ -31,12 +31,12 @@ use crate::upload::{Sent, Uploader};
 /// acknowledged by the receiver only once they are on its disk.
 ///
 /// Exit codes: 0 dump complete on the receiver; 1 unexpected failure; 2 bad command line
-/// (including a malformed --receiver or a --dump-level outside 0..=31); 3 the vmcore is
-/// unreadable or unsupported, or lacks a VMCOREINFO key the dump level needs; 4 the receiver
-/// refused (certificate, protocol version, invalid dump, digest mismatch, SSH host key not the
-/// pinned one, SSH key not authorized); 5 receiver unreachable or the transfer kept failing for
-/// all of --retry-for; 6 unusable credentials (TLS files, --identity, --server-key,
-/// --known-hosts).
+/// (including a malformed --receiver, a --dump-level outside 0..=31, or a bad --config file);
+/// 3 the vmcore is unreadable or unsupported, or lacks a VMCOREINFO key the dump level needs;
+/// 4 the receiver refused (certificate, protocol version, invalid dump, digest mismatch, SSH
+/// host key not the pinned one, SSH key not authorized); 5 no route to the receiver for all of
+/// --wait-network, or it was unreachable or the transfer kept failing for all of --retry-for;
+/// 6 unusable credentials (TLS files, --identity, --server-key, --known-hosts).
 ///
 /// Settings can come from a TOML file instead (--config /etc/crashdrop/sender.toml, what the
 /// dracut module and the kdump-tools hook install): each key is named after its flag
