@@ -10,7 +10,9 @@ use rcgen::{
 use time::OffsetDateTime;
 
 use crate::pem_file::{self, Existing, Mode};
-use crate::{ca, validity, CertError, CertPaths, CA_STEM, DEFAULT_VALIDITY_DAYS, RECEIVER_STEM};
+use crate::{
+    ca, validity, CertError, CertPaths, CA_STEM, DEFAULT_HOST_VALIDITY_DAYS, RECEIVER_STEM,
+};
 
 /// Why an existing host key is not replaced unless asked to.
 const HOST_KEY_WHY: &str = "the host is already enrolled; to reissue its certificate, use --force";
@@ -38,13 +40,13 @@ impl HostOptions {
     }
 }
 
-/// Issues a certificate for `host` from the CA in `dir`, valid for [`DEFAULT_VALIDITY_DAYS`].
-/// See [`issue_host_with`].
+/// Issues a certificate for `host` from the CA in `dir`, valid for
+/// [`DEFAULT_HOST_VALIDITY_DAYS`]. See [`issue_host_with`].
 pub fn issue_host(dir: &Path, host: &str) -> Result<CertPaths, CertError> {
     issue_host_with(
         dir,
         host,
-        &HostOptions::valid_for_days(DEFAULT_VALIDITY_DAYS)?,
+        &HostOptions::valid_for_days(DEFAULT_HOST_VALIDITY_DAYS)?,
     )
 }
 

@@ -42,10 +42,16 @@ pub use init::{init, init_with, InitOptions, InitOutput};
 pub use revoke::{revoke, serial_hex, Revocation, RevokeTarget, CRL_FILE, REVOKED_HOSTS_FILE};
 pub use ssh_keys::{ssh_client_key, ssh_host_key, SshKeyOutput, SSH_HOST_KEY};
 
-/// How long certificates are valid unless told otherwise: ten years.
+/// How long the CA and receiver certificates are valid unless told otherwise: ten years.
 ///
 /// A host certificate stops being accepted when the CA expires, whatever its own validity.
 pub const DEFAULT_VALIDITY_DAYS: u32 = 3650;
+
+/// How long host certificates are valid unless told otherwise: two years. A host certificate
+/// sits in an initramfs that can be copied; a short life bounds what a copy is worth when nobody
+/// notices to revoke it. Rotation (certs/README.md): reissue with `host --force` and rebuild the
+/// initramfs well before it expires.
+pub const DEFAULT_HOST_VALIDITY_DAYS: u32 = 730;
 
 /// File stem of the CA certificate and key in the certificate directory (`ca.pem`, `ca.key`).
 pub const CA_STEM: &str = "ca";

@@ -131,6 +131,9 @@ fn exit_4_when_this_sender_refuses_the_receivers_certificate_saying_so() {
         "wrong side blamed: {err}"
     );
     assert!(!err.contains("UnknownIssuer"), "debug text: {err}");
+    // And the receiver's log says which side refused whom, not "not a crashdrop sender".
+    let log = receiver.wait_for_log("refused this receiver's certificate", 1);
+    assert!(!log.contains("not a TLS 1.3 crashdrop sender"), "{log}");
 
     // A name the receiver's certificate does not hold.
     let identity = certs.host("web-1");

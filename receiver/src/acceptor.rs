@@ -298,8 +298,9 @@ impl Connection {
                 None
             }
             Ok(Err(e)) => {
-                if self.log.allow("not TLS") {
-                    warn!(%peer, error = %e, "TLS handshake failed (not a TLS 1.3 crashdrop sender?); nothing stored");
+                let (kind, meaning) = handshake_failure(&e);
+                if self.log.allow(kind) {
+                    warn!(%peer, error = %e, "TLS handshake failed: {meaning}; nothing stored");
                 }
                 None
             }
@@ -323,6 +324,50 @@ impl Connection {
 
 /// Whether a failed handshake was about the client's certificate (as opposed to garbage, a
 /// protocol version or a dropped connection).
+/// What a failed handshake that was not about the client's certificate means, for the log: a
+/// rate-limit key and a sentence. The alert a sender sends when it refuses *our* certificate is
+/// the case operators meet most (a wrong `--ca` or a name missing from receiver.pem).
+fn handshake_failure(e: &std::io::Error) -> (&'static str, String) {
+    use rustls::AlertDescription as Alert;
+    let inner = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::AlertReceived(
+            alert @ (Alert::UnknownCA
+            | Alert::BadCertificate
+            | Alert::CertificateUnknown
+            | Alert::CertificateExpired
+            | Alert::CertificateRevoked
+            | Alert::UnsupportedCertificate
+            // What rustls sends for a bad signature: a CA of the same name but another key.
+            | Alert::DecryptError
+            | Alert::AccessDenied),
+        )) => (
+            "sender refused our certificate",
+            format!(
+                "the sender refused this receiver's certificate (alert {alert:?}): it does not \
+                 trust the CA that issued it, or the name it dialled is not among the names \
+                 logged at start-up; check the sender's --ca and --server-name"
+            ),
+        ),
+        Some(rustls::Error::AlertReceived(alert)) => (
+            "sender aborted the handshake",
+            format!("the sender aborted the handshake (alert {alert:?})"),
+        ),
+        Some(rustls::Error::PeerIncompatible(_)) => (
+            "peer incompatible",
+            "the peer speaks no TLS 1.3 this receiver accepts (an old or non-crashdrop client)"
+                .to_string(),
+        ),
+        _ => (
+            "not TLS",
+            "the peer does not speak TLS as a crashdrop sender does (a scanner, or plain TCP?)"
+                .to_string(),
+        ),
+    }
+}
+
 fn is_certificate_error(e: &std::io::Error) -> bool {
     matches!(
         e.get_ref()
@@ -337,7 +382,27 @@ fn is_certificate_error(e: &std::io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::HostSessions;
+    use super::{handshake_failure, HostSessions};
+
+    #[test]
+    fn a_sender_refusing_our_certificate_is_named_as_such() {
+        let alert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+        );
+        let (_, meaning) = handshake_failure(&alert);
+        assert!(
+            meaning.contains("refused this receiver's certificate"),
+            "{meaning}"
+        );
+        assert!(meaning.contains("--ca"), "{meaning}");
+        let garbage = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        let (_, meaning) = handshake_failure(&garbage);
+        assert!(meaning.contains("does not speak TLS"), "{meaning}");
+    }
 
     #[test]
     fn each_host_gets_its_own_quota_and_slots_come_back() {

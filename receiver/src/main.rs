@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::List(args) => crashdrop_receiver::cli::list::run(args),
         Command::Verify(args) => crashdrop_receiver::cli::verify::run(args),
         Command::Prune(args) => crashdrop_receiver::cli::prune::run(args),
+        Command::Show(args) => crashdrop_receiver::cli::show::run(args),
         Command::Dmesg(args) => crashdrop_receiver::cli::dmesg::run(args),
         Command::Export(args) => crashdrop_receiver::cli::export::run(args),
         Command::Stdio(args) => crashdrop_receiver::cli::stdio::run(args),

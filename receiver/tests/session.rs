@@ -686,6 +686,8 @@ async fn a_torn_journal_header_means_nothing_durable_and_the_transfer_starts_ove
             Frame::Complete(_)
         ));
         assert_verifies(&dump_dir);
+        // The kernel-log worker writes into the directory after Complete.
+        crashdrop_receiver::store::wait_for_kernel_logs();
         std::fs::remove_dir_all(&dump_dir).expect("clean for the next case");
     }
 }

@@ -44,6 +44,7 @@ const DUMP_FILES: &[&str] = &[
     "dump.json",
     "progress",
     "dmesg.txt",
+    "dmesg.txt.tmp",
     "dump.json.tmp",
     "progress.tmp",
 ];
@@ -451,6 +452,7 @@ fn run_case(sessions: &[Vec<Op>]) {
             session(&store, ops, &dumps).await;
         }
     });
+    crashdrop_receiver::store::wait_for_kernel_logs();
     check_layout(root.path());
     check_complete(&store_dir, &dumps);
     // Liveness: an honest sender of each dump gets it stored, resuming where the receiver says.
@@ -460,6 +462,7 @@ fn run_case(sessions: &[Vec<Op>]) {
             "dump {n} cannot be completed after the sessions {sessions:?}"
         );
     }
+    crashdrop_receiver::store::wait_for_kernel_logs();
     check_layout(root.path());
     let complete = check_complete(&store_dir, &dumps);
     assert!(complete >= 2, "both dumps end up complete");

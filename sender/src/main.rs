@@ -1,6 +1,8 @@
 //! `crashdrop-send`: stream this machine's crash dump to crashdropd.
 
+mod config;
 mod error;
+mod network;
 mod pages;
 mod progress;
 mod retry;
@@ -16,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::error::SendError;
 use crate::source::DumpSource;
@@ -29,12 +31,30 @@ use crate::upload::{Sent, Uploader};
 /// acknowledged by the receiver only once they are on its disk.
 ///
 /// Exit codes: 0 dump complete on the receiver; 1 unexpected failure; 2 bad command line
-/// (including a malformed --receiver or a --dump-level outside 0..=31); 3 the vmcore is
-/// unreadable or unsupported, or lacks a VMCOREINFO key the dump level needs; 4 the receiver
-/// refused (certificate, protocol version, invalid dump, digest mismatch, SSH host key not the
-/// pinned one, SSH key not authorized); 5 receiver unreachable or the transfer kept failing for
-/// all of --retry-for; 6 unusable credentials (TLS files, --identity, --server-key,
-/// --known-hosts).
+/// (including a malformed --receiver, a --dump-level outside 0..=31, or a bad --config file);
+/// 3 the vmcore is unreadable or unsupported, or lacks a VMCOREINFO key the dump level needs;
+/// 4 the receiver refused (certificate, protocol version, invalid dump, digest mismatch, SSH
+/// host key not the pinned one, SSH key not authorized); 5 no route to the receiver for all of
+/// --wait-network, or it was unreachable or the transfer kept failing for all of --retry-for;
+/// 6 unusable credentials (TLS files, --identity, --server-key, --known-hosts).
+///
+/// Settings can come from a TOML file instead (--config /etc/crashdrop/sender.toml, what the
+/// dracut module and the kdump-tools hook install): each key is named after its flag
+/// (server_name for --server-name), except `receivers`, a list tried in order (a fallback
+/// receiver follows the main one). Flags on the command line win over the file. Example:
+///
+///   receivers = ["tls://10.0.0.5:7420", "tls://10.0.1.5:7420"]
+///   server_name = "dumps.example"
+///   ca = "/etc/crashdrop/ca.pem"        # relative paths are relative to the file
+///   cert = "/etc/crashdrop/host.pem"
+///   key = "/etc/crashdrop/host.key"
+///   dump_level = 31
+///   retry_for = "30m"
+///   io_timeout = 30
+///   wait_network = "2m"
+///
+/// Other keys: identity, server_key, known_hosts, ssh_command (true/false), vmcore. A key not
+/// listed here is an error naming it (exit 2).
 #[derive(Parser, Debug)]
 #[command(name = "crashdrop-send", version, about, long_about)]
 struct Args {
@@ -43,10 +63,16 @@ struct Args {
     #[arg(
         long,
         value_name = "URL",
-        required_unless_present = "synthesize",
+        required_unless_present_any = ["synthesize", "config"],
         value_parser = check_receiver_url
     )]
     receiver: Option<String>,
+    /// Read settings from this TOML file (see above); flags given as well win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Fallback receivers, tried in order after --receiver (from the config file's `receivers`).
+    #[arg(skip)]
+    fallback_receivers: Vec<String>,
     /// TLS: CA certificate (PEM) that the receiver's certificate must chain to.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
@@ -96,6 +122,12 @@ struct Args {
     /// seconds (a peer that vanished without closing), then retry.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     io_timeout: u64,
+    /// Before the first attempt, wait this long (e.g. 2m, 30s; 0 not at all) for the network:
+    /// the receiver's name resolving and a route to it, checked once a second with one line
+    /// per check. A capture kernel often starts the sender while its link or DHCP is still
+    /// coming up. A routable receiver that does not answer yet is --retry-for's to wait for.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = retry::parse_duration)]
+    wait_network: std::time::Duration,
     /// Instead of sending, write a synthetic ELF vmcore of --size bytes of "RAM" to FILE (a
     /// realistic mix of zero, text-like and random pages), for trying crashdrop out.
     #[arg(long, value_name = "FILE")]
@@ -109,7 +141,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(message) = apply_config(&mut args, &matches) {
+        Args::command()
+            .error(ErrorKind::InvalidValue, message)
+            .exit();
+    }
     if let Some((kind, message)) = transport_flag_problem(&args) {
         Args::command().error(kind, message).exit();
     }
@@ -179,8 +217,15 @@ fn send(args: &Args) -> Result<(), SendError> {
         .receiver
         .as_deref()
         .ok_or_else(|| SendError::Other("--receiver is required".into()))?;
-    let transport = transport_for(args, ReceiverUrl::parse(receiver)?)?;
-    let address = transport.address().to_owned();
+    let mut transports = vec![transport_for(args, ReceiverUrl::parse(receiver)?)?];
+    for url in &args.fallback_receivers {
+        transports.push(transport_for(args, ReceiverUrl::parse(url)?)?);
+    }
+    let address = transports
+        .iter()
+        .map(Transport::address)
+        .collect::<Vec<_>>()
+        .join(", then ");
     let source = DumpSource::open(&args.vmcore, args.dump_level)?;
     eprintln!(
         "sending {} (dump {}, level {}, {} pages) to {address}",
@@ -194,9 +239,11 @@ fn send(args: &Args) -> Result<(), SendError> {
         .build()
         .map_err(|e| SendError::Other(format!("cannot start the async runtime: {e}")))?;
     let io_timeout = std::time::Duration::from_secs(args.io_timeout.max(1));
+    let addresses: Vec<&str> = transports.iter().map(Transport::address).collect();
+    runtime.block_on(network::wait_for_route(&addresses, args.wait_network))?;
     let sent = runtime.block_on(send_with_retry(
         &source,
-        &transport,
+        &transports,
         args.retry_for,
         io_timeout,
     ))?;
@@ -213,24 +260,30 @@ fn send(args: &Args) -> Result<(), SendError> {
     Ok(())
 }
 
-/// Attempts until the receiver confirms the dump, a refusal that retrying cannot fix, or the
-/// end of `retry_for`. Each attempt resumes where the receiver's durable copy ends.
+/// Attempts until a receiver confirms the dump, a refusal that retrying cannot fix, or the
+/// end of `retry_for`. Each attempt resumes where that receiver's durable copy ends. With
+/// several receivers (a fallback), an attempt that moved nothing forward passes on to the
+/// next one, in order and round again; one that made progress stays with its receiver.
 async fn send_with_retry(
     source: &DumpSource,
-    transport: &Transport,
+    transports: &[Transport],
     retry_for: std::time::Duration,
     io_timeout: std::time::Duration,
 ) -> Result<Sent, SendError> {
     let mut backoff = retry::Backoff::new(retry_for);
-    let mut known = upload::KnownDigests::default();
+    let mut knowns: Vec<upload::KnownDigests> =
+        transports.iter().map(|_| Default::default()).collect();
+    let mut current = 0usize;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
+        let transport = &transports[current];
+        let known = &mut knowns[current];
         let chunks_before = known.len();
         let outcome = async {
             let stream = transport.connect(io_timeout).await?;
             Uploader::new(stream, transport.address(), io_timeout)
-                .run(source, &mut known)
+                .run(source, known)
                 .await
         }
         .await;
@@ -239,7 +292,8 @@ async fn send_with_retry(
             Err(e) if e.is_retryable() => e,
             Err(e) => return Err(e),
         };
-        if known.len() > chunks_before {
+        let progressed = known.len() > chunks_before;
+        if progressed {
             // That attempt moved the dump forward: the link works, come back quickly.
             backoff.reset();
         }
@@ -250,10 +304,19 @@ async fn send_with_retry(
                 retry::format_duration(retry_for)
             )));
         };
-        eprintln!(
-            "attempt {attempt} failed: {error}; retrying in {:.1}s",
-            delay.as_secs_f64()
-        );
+        if transports.len() > 1 && !progressed {
+            current = (current + 1) % transports.len();
+            eprintln!(
+                "attempt {attempt} failed: {error}; trying {} in {:.1}s",
+                transports[current].address(),
+                delay.as_secs_f64()
+            );
+        } else {
+            eprintln!(
+                "attempt {attempt} failed: {error}; retrying in {:.1}s",
+                delay.as_secs_f64()
+            );
+        }
         tokio::time::sleep(delay).await;
     }
 }
@@ -267,6 +330,71 @@ fn attempts(n: u32) -> String {
     }
 }
 
+/// Merges `--config`'s file into `args` (flags on the command line win). Any problem names the
+/// file, and the key when one is at fault.
+fn apply_config(args: &mut Args, matches: &clap::ArgMatches) -> Result<(), String> {
+    let Some(path) = args.config.clone() else {
+        return Ok(());
+    };
+    let file = config::load(&path)?;
+    let on_cli = config::GivenFlags(matches);
+    let given = |id: &str| on_cli.given(id);
+    if args.receiver.is_none() {
+        let mut receivers = file.receivers.into_iter();
+        args.receiver = receivers.next();
+        args.fallback_receivers = receivers.collect();
+    }
+    if args.receiver.is_none() && args.synthesize.is_none() {
+        return Err(format!(
+            "no receiver: give --receiver URL or `receivers = [\"tls://HOST:PORT\"]` in {}",
+            path.display()
+        ));
+    }
+    // A flag named on the command line keeps its value; the file fills the rest.
+    let some = |v: Option<PathBuf>| v.map(Some);
+    config::fill(
+        &mut args.server_name,
+        file.server_name.map(Some),
+        given("server_name"),
+    );
+    config::fill(&mut args.ca, some(file.ca), given("ca"));
+    config::fill(&mut args.cert, some(file.cert), given("cert"));
+    config::fill(&mut args.key, some(file.key), given("key"));
+    config::fill(&mut args.identity, some(file.identity), given("identity"));
+    config::fill(
+        &mut args.server_key,
+        file.server_key.map(Some),
+        given("server_key"),
+    );
+    config::fill(
+        &mut args.known_hosts,
+        some(file.known_hosts),
+        given("known_hosts"),
+    );
+    config::fill(
+        &mut args.ssh_command,
+        file.ssh_command,
+        given("ssh_command"),
+    );
+    config::fill(&mut args.vmcore, file.vmcore, given("vmcore"));
+    config::fill(&mut args.dump_level, file.dump_level, given("dump_level"));
+    config::fill(&mut args.retry_for, file.retry_for, given("retry_for"));
+    config::fill(&mut args.io_timeout, file.io_timeout, given("io_timeout"));
+    config::fill(
+        &mut args.wait_network,
+        file.wait_network,
+        given("wait_network"),
+    );
+    // The file's server key and known_hosts give way to the other given on the command line.
+    if given("known_hosts") && !given("server_key") {
+        args.server_key = None;
+    }
+    if given("server_key") && !given("known_hosts") {
+        args.known_hosts = None;
+    }
+    Ok(())
+}
+
 /// `--receiver` checked while the command line is parsed, so a malformed URL is a bad command
 /// line (exit 2) with clap's usage line, not a failure found later.
 fn check_receiver_url(url: &str) -> Result<String, String> {
@@ -278,8 +406,25 @@ fn check_receiver_url(url: &str) -> Result<String, String> {
 /// Which transport's flags the command line mixes up, checked right after parsing so that it is
 /// a bad command line (exit 2, with clap's usage line): a flag the named transport needs is
 /// missing, or one of the other transport is given (refused rather than ignored).
+/// With fallback receivers every one is checked; the foreign-flag check only applies when they
+/// all share a scheme (a TLS receiver with an SSH fallback needs both kinds of flag).
 fn transport_flag_problem(args: &Args) -> Option<(ErrorKind, String)> {
-    let url = ReceiverUrl::parse(args.receiver.as_deref()?).ok()?;
+    let urls: Vec<ReceiverUrl> = std::iter::once(args.receiver.as_deref()?)
+        .chain(args.fallback_receivers.iter().map(String::as_str))
+        .filter_map(|u| ReceiverUrl::parse(u).ok())
+        .collect();
+    let mixed = urls
+        .iter()
+        .any(|u| std::mem::discriminant(u) != std::mem::discriminant(&urls[0]));
+    urls.into_iter()
+        .find_map(|url| flag_problem_for(args, url, !mixed))
+}
+
+fn flag_problem_for(
+    args: &Args,
+    url: ReceiverUrl,
+    check_foreign: bool,
+) -> Option<(ErrorKind, String)> {
     // (whether given, flag) pairs: all of `needed` must be given, none of `foreign`.
     type Flags<'a> = &'a [(bool, &'a str)];
     let (scheme, needed, foreign): (_, Flags, Flags) = match url {
@@ -319,6 +464,9 @@ fn transport_flag_problem(args: &Args) -> Option<(ErrorKind, String)> {
             ErrorKind::MissingRequiredArgument,
             format!("{flag} is required with a {scheme} receiver"),
         ));
+    }
+    if !check_foreign {
+        return None;
     }
     foreign.iter().find(|(given, _)| *given).map(|(_, flag)| {
         (

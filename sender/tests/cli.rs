@@ -223,3 +223,89 @@ fn an_unusable_ssh_identity_or_server_key_exits_6() {
         "{err}"
     );
 }
+
+/// Runs the sender with `args` and returns (exit code, stderr).
+fn run_send(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let out = send().args(args).output().expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_config_file_gives_the_settings_and_flags_win_over_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sender.toml");
+    // Empty PEM files: the sender gets as far as loading the file's credentials (exit 6,
+    // naming the file's CA), which shows it took the receiver and paths from the file.
+    std::fs::write(dir.path().join("ca.pem"), "").expect("write");
+    std::fs::write(
+        &config,
+        "receivers = [\"tls://127.0.0.1:9\", \"tls://127.0.0.1:10\"]\n\
+         ca = \"ca.pem\"\ncert = \"ca.pem\"\nkey = \"ca.pem\"\ndump_level = 31\n\
+         retry_for = \"0\"\nwait_network = \"0\"\n",
+    )
+    .expect("write");
+    let (code, err) = run_send(&["--config".as_ref(), config.as_os_str()]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("ca.pem") && err.contains("--ca"), "{err}");
+
+    // A flag wins over the file: --dump-level 40 is still a bad command line.
+    let (code, err) = run_send(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--dump-level".as_ref(),
+        "40".as_ref(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    // And --ca on the command line replaces the file's (a missing file, named).
+    let (code, err) = run_send(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--ca".as_ref(),
+        "/no/such/ca.pem".as_ref(),
+    ]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("/no/such/ca.pem"), "{err}");
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_is_a_bad_command_line_naming_key_and_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sender.toml");
+    std::fs::write(
+        &config,
+        "receivers = [\"tls://127.0.0.1:9\"]\nretry_four = \"1h\"\n",
+    )
+    .expect("write");
+    let (code, err) = run_send(&["--config".as_ref(), config.as_os_str()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("retry_four") && err.contains(&*config.to_string_lossy()),
+        "{err}"
+    );
+    // A missing file, and one without any receiver, are bad command lines too.
+    let missing = dir.path().join("none.toml");
+    let (code, err) = run_send(&["--config".as_ref(), missing.as_os_str()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("none.toml"), "{err}");
+    std::fs::write(&config, "dump_level = 1\n").expect("write");
+    let (code, err) = run_send(&["--config".as_ref(), config.as_os_str()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no receiver"), "{err}");
+}
+
+#[test]
+fn help_documents_the_config_file_and_wait_network() {
+    let out = send().arg("--help").output().expect("run crashdrop-send");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--config",
+        "/etc/crashdrop/sender.toml",
+        "receivers = [",
+        "--wait-network",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+}

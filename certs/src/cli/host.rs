@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use crashdrop_certs::{HostOptions, CA_STEM, DEFAULT_VALIDITY_DAYS};
+use crashdrop_certs::{HostOptions, CA_STEM, DEFAULT_HOST_VALIDITY_DAYS};
 
 /// Enrol a host: issue its client certificate from the CA in DIR
 ///
@@ -28,9 +28,10 @@ pub struct HostArgs {
     #[arg(value_name = "NAME")]
     name: String,
 
-    /// Days the certificate stays valid. It is not accepted after the CA expires, whatever
+    /// Days the certificate stays valid (default two years: reissue with --force and rebuild
+    /// the host's initramfs before then). It is not accepted after the CA expires, whatever
     /// this says.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_VALIDITY_DAYS)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HOST_VALIDITY_DAYS)]
     validity_days: u32,
 
     /// Replace an existing certificate and key for NAME (the old ones stay valid until they

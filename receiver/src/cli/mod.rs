@@ -6,6 +6,7 @@ pub mod groups;
 pub mod list;
 pub mod prune;
 pub mod serve;
+pub mod show;
 pub mod stdio;
 pub mod verify;
 
@@ -43,6 +44,9 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Remove stale transfers and the dumps retention and quotas say must go (see --dry-run).
     Prune(prune::PruneArgs),
+    /// Everything known about one dump: its record, what crashed, the call trace and the last
+    /// lines of the kernel log.
+    Show(show::ShowArgs),
     /// Print the crashed kernel's log, read from a stored dump (as vmcore-dmesg prints it).
     Dmesg(dmesg::DmesgArgs),
     /// Write a stored dump as ELF, kdump-compressed with zlib or raw pages, or a flattened

@@ -1,12 +1,14 @@
 //! The crashed kernel's log, extracted from a stored dump's `vmcore` into `dmesg.txt` beside it
 //! once the dump is complete (formats.md section 6), and recorded in `dump.json`.
 //!
-//! Extraction only adds to a complete dump: it runs on its own thread after the sender has been
-//! told the dump is complete, and a failure is logged and recorded, never returned. If the
+//! Extraction only adds to a complete dump: it runs on one worker thread, a dump at a time, after
+//! the sender has been told the dump is complete, and a failure is logged and recorded, never returned. If the
 //! receiver stops before it finishes, `dump.json` names no log (and a `dmesg.txt.tmp` may be
 //! left); `crashdropd dmesg` still reads the log from the stored file.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use crashdrop_formats::dmesg::{kernel_log, DmesgError};
 use crashdrop_formats::kdump::{KdumpError, KdumpReader};
@@ -45,36 +47,92 @@ pub fn read_kernel_log(vmcore: &Path) -> Result<Vec<u8>, KernelLogError> {
     Ok(kernel_log(&reader, &info, reader.meta().phys_base)?)
 }
 
-/// Extracts the log of the complete dump in `dir` on a thread of its own; see [`record_kernel_log`].
+/// Complete dumps waiting for their log to be extracted. A crash storm completes hundreds of
+/// dumps at once; they are extracted one at a time, in order, by one worker thread, so that the
+/// work and memory extraction takes do not grow with the number of dumps.
+pub const EXTRACTION_QUEUE: usize = 1024;
+
+/// Queues the complete dump in `dir` for the extraction worker; see [`record_kernel_log`]. With
+/// the queue full the dump is left without `dmesg.txt` (logged; `crashdropd dmesg` still reads
+/// the log from its `vmcore`).
 pub fn extract_in_background(dir: &Path, location: &str) {
-    let (dir, owned) = (dir.to_owned(), location.to_owned());
-    let spawned = std::thread::Builder::new()
-        .name("kernel-log".into())
-        .spawn(move || record_kernel_log(&dir, &owned));
-    match spawned {
-        Ok(thread) => {
-            if let Ok(mut running) = RUNNING.lock() {
-                running.retain(|t| !t.is_finished());
-                running.push(thread);
+    static WORKER: OnceLock<Option<SyncSender<(PathBuf, String)>>> = OnceLock::new();
+    let worker = WORKER.get_or_init(|| {
+        let (queue, jobs) = sync_channel::<(PathBuf, String)>(EXTRACTION_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("kernel-log".into())
+            .spawn(move || {
+                for (dir, location) in jobs {
+                    record_kernel_log(&dir, &location);
+                    PENDING.finished();
+                }
+            });
+        match spawned {
+            Ok(_) => Some(queue),
+            Err(e) => {
+                warn!(error = %e, "cannot start the kernel-log worker: no dmesg.txt will be written");
+                None
             }
         }
-        Err(e) => warn!(%location, error = %e, "kernel log not extracted: cannot start a thread"),
+    });
+    let Some(queue) = worker else { return };
+    PENDING.started();
+    match queue.try_send((dir.to_owned(), location.to_owned())) {
+        Ok(()) => {}
+        Err(e) => {
+            PENDING.finished();
+            match e {
+                TrySendError::Full(_) => warn!(
+                    %location,
+                    "kernel log not extracted: {EXTRACTION_QUEUE} dumps already wait for extraction"
+                ),
+                TrySendError::Disconnected(_) => {
+                    warn!(%location, "kernel log not extracted: the extraction worker is gone")
+                }
+            }
+        }
     }
 }
 
-/// Extractions started by [`extract_in_background`] and not yet joined.
-static RUNNING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
-    std::sync::Mutex::new(Vec::new());
+/// Extractions queued and not finished.
+static PENDING: Pending = Pending {
+    count: Mutex::new(0),
+    idle: Condvar::new(),
+};
 
-/// Waits for every extraction started so far (`crashdropd stdio` exits right after its one
+struct Pending {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Pending {
+    fn started(&self) {
+        if let Ok(mut count) = self.count.lock() {
+            *count += 1;
+        }
+    }
+
+    fn finished(&self) {
+        if let Ok(mut count) = self.count.lock() {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.idle.notify_all();
+            }
+        }
+    }
+}
+
+/// Waits for every extraction queued so far (`crashdropd stdio` exits right after its one
 /// session; the daemon never needs to).
 pub fn wait_for_kernel_logs() {
-    let running = match RUNNING.lock() {
-        Ok(mut running) => std::mem::take(&mut *running),
-        Err(_) => return,
+    let Ok(mut count) = PENDING.count.lock() else {
+        return;
     };
-    for thread in running {
-        let _ = thread.join();
+    while *count > 0 {
+        match PENDING.idle.wait(count) {
+            Ok(c) => count = c,
+            Err(_) => return,
+        }
     }
 }
 
