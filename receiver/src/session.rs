@@ -1,4 +1,5 @@
-//! One sender's conversation, over any authenticated byte stream (TLS today, SSH later).
+//! One sender's conversation, over any authenticated byte stream (TLS, SSH, or stdio under
+//! OpenSSH).
 //!
 //! The session owns at most one [`DumpWriter`]; file operations run under
 //! `tokio::task::block_in_place`, so a slow disk never stalls other sessions' I/O. That requires
