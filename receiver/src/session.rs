@@ -1,5 +1,6 @@
-//! One sender's conversation, over any authenticated byte stream (TLS today, SSH later), in
-//! protocol version 1 or 2 (the highest both speak; docs/protocol.md "Negotiation").
+//! One sender's conversation, over any authenticated byte stream (TLS, SSH, or stdio under
+//! OpenSSH), in protocol version 1 or 2 (the highest both speak; docs/protocol.md
+//! "Negotiation").
 //!
 //! The session owns at most one [`DumpWriter`]; file operations run under
 //! `tokio::task::block_in_place`, so a slow disk never stalls other sessions' I/O. That requires

@@ -70,10 +70,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, String> {
     let bad = |key: &str, why: String| format!("config file {file}: {key}: {why}");
     let base = path.parent().unwrap_or(Path::new("/"));
     let absolute = |p: Option<PathBuf>| p.map(|p| if p.is_absolute() { p } else { base.join(p) });
-    let receivers = raw.receivers.unwrap_or_default();
-    if receivers.is_empty() && text.contains("receivers") {
+    if raw.receivers.as_ref().is_some_and(Vec::is_empty) {
         return Err(bad("receivers", "the list is empty".into()));
     }
+    let receivers = raw.receivers.unwrap_or_default();
     for url in &receivers {
         ReceiverUrl::parse(url).map_err(|e| bad("receivers", e.to_string()))?;
     }
@@ -184,6 +184,12 @@ vmcore = "/proc/vmcore"
             let e = parsed(text).expect_err(text);
             assert!(e.contains(key) && e.contains("sender.toml"), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn a_comment_naming_receivers_is_not_a_key() {
+        let s = parsed("# receivers come from the command line\ndump_level = 1\n").expect("ok");
+        assert!(s.receivers.is_empty());
     }
 
     #[test]
