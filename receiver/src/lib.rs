@@ -4,6 +4,7 @@
 pub mod acceptor;
 pub mod cli;
 pub mod handshakes;
+pub mod hooks;
 pub mod host_policy;
 pub mod log_limit;
 pub mod refusal;

@@ -30,7 +30,8 @@ pub struct ServeArgs {
     /// client_ca, client_crl, revoked_hosts, store_compression, max_sessions,
     /// max_sessions_per_host, max_handshakes, max_handshakes_per_source, idle_timeout_secs,
     /// min_free, host_quota_bytes, host_max_dumps, keep_per_host, max_age, stale_after,
-    /// ssh_listen, ssh_host_key, ssh_authorized_keys). Flags override it.
+    /// ssh_listen, ssh_host_key, ssh_authorized_keys, on_complete, on_log, hook_timeout_secs,
+    /// max_hooks). Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory that holds the dumps: STORE/<host>/<crash time>-<dump id>/.
@@ -70,6 +71,25 @@ pub struct ServeArgs {
     pub disk: StoreLimitArgs,
     #[command(flatten)]
     pub ssh: SshArgs,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+}
+
+/// Site hooks (README, "Hooks"): shell commands run per dump with `CRASHDROP_*` variables.
+#[derive(Args, Debug, Default)]
+pub struct HookArgs {
+    /// Shell command run when a dump is complete and its kernel log extracted.
+    #[arg(long, value_name = "COMMAND")]
+    pub on_complete: Option<String>,
+    /// Shell command run when a dump's kernel log has been written to dmesg.txt.
+    #[arg(long, value_name = "COMMAND")]
+    pub on_log: Option<String>,
+    /// A hook still running after this many seconds is killed. Default 60.
+    #[arg(long, value_name = "SECS")]
+    pub hook_timeout_secs: Option<u64>,
+    /// Hooks running at once; more wait their turn. Default 4.
+    #[arg(long, value_name = "N")]
+    pub max_hooks: Option<usize>,
 }
 
 /// Disk limits (docs/operations.md, "Disk"); the same flags and config keys serve `prune`.
@@ -225,6 +245,10 @@ struct ConfigFile {
     ssh_listen: Vec<String>,
     ssh_host_key: Option<PathBuf>,
     ssh_authorized_keys: Option<PathBuf>,
+    on_complete: Option<String>,
+    on_log: Option<String>,
+    hook_timeout_secs: Option<u64>,
+    max_hooks: Option<usize>,
 }
 
 /// The SSH listener's settings.
@@ -253,6 +277,7 @@ pub struct ServeConfig {
     pub handshakes: HandshakeLimits,
     pub store_limits: StoreLimits,
     pub ssh: Option<SshSettings>,
+    pub hooks: crate::hooks::HookSettings,
 }
 
 impl ServeConfig {
@@ -351,6 +376,23 @@ impl ServeConfig {
             },
             store_limits,
             ssh,
+            hooks: crate::hooks::HookSettings {
+                on_complete: args.hooks.on_complete.or(file.on_complete),
+                on_log: args.hooks.on_log.or(file.on_log),
+                timeout: args
+                    .hooks
+                    .hook_timeout_secs
+                    .or(file.hook_timeout_secs)
+                    .map_or(crate::hooks::DEFAULT_TIMEOUT, |s| {
+                        Duration::from_secs(s.max(1))
+                    }),
+                concurrency: args
+                    .hooks
+                    .max_hooks
+                    .or(file.max_hooks)
+                    .unwrap_or(crate::hooks::DEFAULT_CONCURRENCY)
+                    .max(1),
+            },
         })
     }
 }
@@ -378,6 +420,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    crate::hooks::install(config.hooks.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

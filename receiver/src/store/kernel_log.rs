@@ -166,6 +166,7 @@ pub fn record_kernel_log(dir: &Path, location: &str) {
         }
         record.save(&record_path)
     });
+    let log_written = outcome.is_ok();
     match outcome {
         Ok((bytes, Some(crash))) => info!(
             %location,
@@ -180,4 +181,5 @@ pub fn record_kernel_log(dir: &Path, location: &str) {
     if let Err(e) = saved {
         warn!(%location, error = %e, "could not record the kernel log in dump.json");
     }
+    crate::hooks::dump_finished(dir, location, log_written);
 }
