@@ -16,7 +16,7 @@ trap 'rm -f "$skip_log"' EXIT
 export CRASHDROP_SKIP_LOG="$skip_log"
 
 status=0
-cargo test --workspace "$@" || status=$?
+cargo test --workspace --no-fail-fast "$@" || status=$?
 
 if [ -s "$skip_log" ]; then
     count=$(sort -u "$skip_log" | wc -l)

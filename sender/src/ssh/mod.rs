@@ -204,11 +204,12 @@ pub async fn connect(target: &SshTarget) -> Result<SshStream, SendError> {
             Some(_) => {}
         }
     }
-    Ok(SshStream {
-        stream: channel.into_stream(),
-        _handle: handle,
-    })
+    Ok(SshStream::new(channel.into_stream(), handle))
 }
+
+/// Bytes of the receiver's answers buffered ahead of the upload reading them. Its answers are
+/// small (a window of acknowledgements is a few KiB), so this never fills in practice.
+const ANSWER_BUFFER: usize = 1 << 20;
 
 /// What the server wrote on the refused channel's stderr, briefly waited for.
 async fn refusal_text(channel: &mut russh::Channel<Msg>) -> String {
@@ -243,9 +244,42 @@ fn handshake_error(e: russh::Error, address: &str) -> SendError {
 }
 
 /// The `crashdrop` channel as a byte stream, holding its connection open.
+///
+/// What the receiver sends is read off the channel all the time by a task of its own, into a
+/// buffer the upload reads from. Without it the upload, blocked writing a chunk until the
+/// server opens the SSH window, reads no acknowledgements; russh's connection task then blocks
+/// handing them to the full channel queue, stops reading the socket, and never sees the window
+/// adjustment the write is waiting for (seen through OpenSSH's sshd and `crashdropd stdio`,
+/// which answers in many small SSH packets).
 pub struct SshStream {
-    stream: ChannelStream<Msg>,
+    answers: tokio::io::DuplexStream,
+    stream: tokio::io::WriteHalf<ChannelStream<Msg>>,
+    pump: tokio::task::JoinHandle<()>,
     _handle: Handle<PinnedServer>,
+}
+
+impl SshStream {
+    fn new(channel: ChannelStream<Msg>, handle: Handle<PinnedServer>) -> SshStream {
+        let (mut from_receiver, stream) = tokio::io::split(channel);
+        let (mut buffered, answers) = tokio::io::duplex(ANSWER_BUFFER);
+        let pump = tokio::spawn(async move {
+            // An error or the end of the channel closes `buffered`: the upload then reads the
+            // end of the stream and retries as after any cut.
+            let _ = tokio::io::copy(&mut from_receiver, &mut buffered).await;
+        });
+        SshStream {
+            answers,
+            stream,
+            pump,
+            _handle: handle,
+        }
+    }
+}
+
+impl Drop for SshStream {
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
 }
 
 impl AsyncRead for SshStream {
@@ -254,7 +288,7 @@ impl AsyncRead for SshStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        Pin::new(&mut self.answers).poll_read(cx, buf)
     }
 }
 
