@@ -5,7 +5,8 @@ use std::process::Command;
 
 use crashdrop_formats::{SynthMachine, SynthSpec};
 use crashdrop_integration::{
-    assert_sent, bin_path, record_after_kernel_log, run, sender, stored_dumps, Receiver, TestCerts,
+    assert_sent, bin_path, record_after_kernel_log, run, sender, sender_to, stored_dumps, Fault,
+    FaultProxy, Receiver, TestCerts,
 };
 
 #[test]
@@ -76,4 +77,55 @@ fn show_prints_the_record_the_crash_its_call_trace_and_the_log_tail() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("show --json is JSON");
     assert_eq!(json["location"], name.as_str());
     assert_eq!(json["digest"], record["digest"]);
+}
+
+#[test]
+fn list_and_show_say_why_a_dump_is_stuck() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let certs = TestCerts::new(&["web-3"]);
+    let store = work.path().join("store");
+    let receiver = Receiver::start(&store, &certs, &[]);
+    let vmcore = work.path().join("vmcore");
+    SynthMachine::new(&SynthSpec {
+        memory_bytes: 64 << 20,
+        seed: 3,
+        osrelease: "6.1.0-stuck".into(),
+        crash_time: 1_700_000_000,
+    })
+    .and_then(|m| m.write(&vmcore))
+    .expect("synthetic vmcore");
+    // Cut the connection half-way, with a sender that does not retry: the dump stays receiving.
+    let proxy = FaultProxy::start(receiver.addr, vec![Fault::CutAt(2 << 20)]);
+    let out = run(sender_to(
+        &proxy.url(),
+        &certs.ca.cert,
+        &certs.host("web-3"),
+        &vmcore,
+        1,
+    )
+    .args(["--retry-for", "0"]));
+    assert!(!out.status.success(), "the cut must stop the sender");
+    receiver.wait_for_log("session ended before the dump was complete", 1);
+
+    let out = run(Command::new(bin_path("crashdropd"))
+        .args(["list", "--store"])
+        .arg(&store));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web-3"))
+        .unwrap_or_else(|| panic!("no row for web-3:\n{table}"));
+    assert!(row.contains("receiving"), "{table}");
+    assert!(
+        row.contains("stuck: "),
+        "list must say why the dump is stuck:\n{table}"
+    );
+
+    let dump = stored_dumps(&store).pop().expect("one dump");
+    let out = run(Command::new(bin_path("crashdropd"))
+        .args(["show", "--store"])
+        .arg(&store)
+        .arg(&dump));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("interrupted "), "{text}");
 }

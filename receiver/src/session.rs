@@ -246,7 +246,12 @@ where
         if !matches!(result, Ok(Outcome::Completed { .. })) {
             let durable = writer.durable_pages();
             let location = writer.location().to_owned();
-            if let Err(e) = on_disk(|| writer.suspend()) {
+            let why = match &result {
+                Err(e) => Some(e.to_string()),
+                // The connection ended cleanly between frames (a cut, or a shutdown).
+                Ok(_) => Some("the connection ended before the dump was complete".to_owned()),
+            };
+            if let Err(e) = on_disk(|| writer.suspend(why)) {
                 warn!(%location, error = %e, "could not record progress of an interrupted dump");
             }
             if let Err(e) = &result {

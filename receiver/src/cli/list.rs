@@ -209,10 +209,12 @@ fn table_row(root: &Path, d: &Listed, now: std::time::SystemTime) -> [String; 10
         human_bytes(size),
         idle,
         d.location.clone(),
-        d.crash
-            .as_ref()
-            .map_or("-", |c| c.title.as_str())
-            .to_string(),
+        match (&r.interrupted, &r.failure, &d.crash) {
+            (_, Some(why), _) if r.state == DumpState::Failed => format!("failed: {why}"),
+            (Some(why), _, _) if !complete => format!("stuck: {why}"),
+            (_, _, Some(crash)) => crash.title.clone(),
+            _ => "-".to_string(),
+        },
     ]
 }
 

@@ -73,6 +73,9 @@ fn describe(location: &str, r: &DumpRecord, log: Option<&str>, lines: usize) -> 
     if let Some(why) = &r.failure {
         field("failure", why.clone());
     }
+    if let Some(why) = r.interrupted.as_ref().filter(|_| r.failure.is_none()) {
+        field("interrupted", why.clone());
+    }
     field("kernel", r.kernel_release.clone());
     field(
         "crash time",

@@ -57,6 +57,10 @@ pub struct DumpRecord {
     pub state: DumpState,
     /// Why the dump failed, for `failed` dumps.
     pub failure: Option<String>,
+    /// Why the last session ended before a `receiving` dump was complete (a cut, a full disk,
+    /// an idle sender): what `list` shows for a dump that is stuck. Cleared when it completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     pub created: String,
     pub updated: String,
     pub sessions: u32,
@@ -169,6 +173,7 @@ mod tests {
             digest: None,
             state: DumpState::Receiving,
             failure: None,
+            interrupted: None,
             created: now_rfc3339(),
             updated: now_rfc3339(),
             sessions: 1,

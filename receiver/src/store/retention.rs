@@ -247,6 +247,7 @@ mod tests {
             digest: None,
             state,
             failure: None,
+            interrupted: None,
             created: String::new(),
             updated: String::new(),
             sessions: 1,

@@ -187,6 +187,7 @@ impl DumpWriter {
             digest: None,
             state: DumpState::Receiving,
             failure: None,
+            interrupted: None,
             created: now.clone(),
             updated: now,
             sessions: 1,
@@ -818,6 +819,7 @@ impl DumpWriter {
             })?
             .len();
         self.record.state = DumpState::Complete;
+        self.record.interrupted = None;
         self.record.digest = Some(to_hex(&ours));
         self.data_end = stored_bytes;
         self.save_record()?;
@@ -844,11 +846,13 @@ impl DumpWriter {
     }
 
     /// Makes what was written durable and records it, when a session ends early.
-    pub fn suspend(&mut self) -> Result<(), WriteError> {
+    /// `why`: the reason the session ended, recorded for `list` and `show`.
+    pub fn suspend(&mut self, why: Option<String>) -> Result<(), WriteError> {
         if self.journal.is_some() && !self.sync_failed {
             self.commit()?;
         }
         if self.record.state == DumpState::Receiving {
+            self.record.interrupted = why;
             self.save_record()?;
         }
         Ok(())
