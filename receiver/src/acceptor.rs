@@ -299,7 +299,8 @@ impl Connection {
             }
             Ok(Err(e)) if is_certificate_error(&e) => {
                 if self.log.allow("client certificate refused") {
-                    warn!(%peer, error = %e, "TLS handshake refused: client certificate missing, expired, revoked or not from our CA; nothing stored");
+                    let reason = certificate_refusal(&e);
+                    warn!(%peer, "TLS handshake refused: {reason}; nothing stored");
                 }
                 None
             }
@@ -371,6 +372,47 @@ fn handshake_failure(e: &std::io::Error) -> (&'static str, String) {
             "the peer does not speak TLS as a crashdrop sender does (a scanner, or plain TCP?)"
                 .to_string(),
         ),
+    }
+}
+
+/// Why a client certificate was refused, in words an operator can act on (rustls's own text
+/// names its enum variants).
+fn certificate_refusal(e: &std::io::Error) -> String {
+    use rustls::CertificateError as Cert;
+    let inner = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::NoCertificatesPresented) => {
+            "the sender presented no client certificate (give crashdrop-send --cert and --key)"
+                .into()
+        }
+        Some(rustls::Error::InvalidCertificate(cert)) => match cert {
+            Cert::Expired | Cert::ExpiredContext { .. } => {
+                "the host certificate has expired: issue a new one with `crashdrop-certs host`"
+                    .into()
+            }
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                "the host certificate is not valid yet: check the clocks of sender and receiver"
+                    .into()
+            }
+            Cert::UnknownIssuer => {
+                "the host certificate was not issued by the client CA (--client-ca)".into()
+            }
+            Cert::BadSignature => "the host certificate's signature does not verify against the \
+                                   client CA (--client-ca; another CA of the same name?)"
+                .into(),
+            Cert::Revoked => "the host certificate is revoked (client_crl)".into(),
+            Cert::InvalidPurpose | Cert::InvalidPurposeContext { .. } => {
+                "the certificate lacks the clientAuth usage: it is not a host certificate from \
+                 `crashdrop-certs host`"
+                    .into()
+            }
+            // Our own policy checks (revoked_hosts, the host name) say what they mean.
+            Cert::Other(other) => other.to_string(),
+            other => format!("the host certificate is unusable ({other})"),
+        },
+        _ => format!("client certificate refused: {e}"),
     }
 }
 
