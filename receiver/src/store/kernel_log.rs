@@ -75,7 +75,10 @@ pub fn extract_in_background(dir: &Path, location: &str) {
             }
         }
     });
-    let Some(queue) = worker else { return };
+    let Some(queue) = worker else {
+        crate::hooks::dump_finished(dir, location, false);
+        return;
+    };
     PENDING.started();
     match queue.try_send((dir.to_owned(), location.to_owned())) {
         Ok(()) => {}
@@ -90,6 +93,8 @@ pub fn extract_in_background(dir: &Path, location: &str) {
                     warn!(%location, "kernel log not extracted: the extraction worker is gone")
                 }
             }
+            // The dump is complete all the same: its hooks must not depend on the log.
+            crate::hooks::dump_finished(dir, location, false);
         }
     }
 }
